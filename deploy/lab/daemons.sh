@@ -1,0 +1,60 @@
+# start_NAME functions for each lab daemon; sourced by `up` and `restart`.
+# Each is idempotent: a daemon whose lab pid file names a live process is left alone.
+
+start_munged() {
+    pid_alive munged && return
+    # munged insists that its log and pid directories belong to it alone.
+    install -d -o munge -g munge -m 0755 /run/munge
+    install -d -o munge -g munge -m 0700 "$LAB_DIR/munge"
+    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid \
+        --log-file="$LAB_DIR/munge/munged.log"
+    ln -sf /run/munge/munged.pid "$RUN_DIR/munged.pid"
+    wait_for munged 20 munge -n
+    log "started munged"
+}
+
+start_mariadb() {
+    pid_alive mariadb && return
+    install -d -o mysql -g root -m 0755 /run/mysqld
+    # mariadbd writes its pid file as mysql: keep it in mysql's directory, linked from ours.
+    /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --pid-file=/run/mysqld/mariadb.pid \
+        --log-error="$LOG_DIR/mariadb.log" </dev/null >/dev/null 2>&1 &
+    ln -sf /run/mysqld/mariadb.pid "$RUN_DIR/mariadb.pid"
+    wait_for MariaDB 60 mariadb -u root -e 'SELECT 1'
+    log "started mariadb"
+}
+
+start_slurmdbd() {
+    pid_alive slurmdbd && return
+    /usr/sbin/slurmdbd
+    wait_for slurmdbd 60 sacctmgr -n list cluster
+    log "started slurmdbd"
+}
+
+start_slurmctld() {
+    pid_alive slurmctld && return
+    /usr/sbin/slurmctld
+    wait_for slurmctld 60 scontrol ping
+    log "started slurmctld"
+}
+
+start_slurmd() {
+    pid_alive slurmd && return
+    /usr/sbin/slurmd
+    log "started slurmd"
+}
+
+start_sshd() {
+    pid_alive sshd && return
+    install -d -m 0755 /run/sshd
+    /usr/sbin/sshd -f "$LAB_DIR/ssh/sshd_config" -E "$LOG_DIR/sshd.log"
+    wait_for sshd 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$LAB_SSH_PORT"
+    log "started sshd on 127.0.0.1:$LAB_SSH_PORT"
+}
+
+# The node is usable once slurmctld sees it idle (it may be down after a restart while
+# slurmd re-registers).
+wait_node_idle() {
+    wait_for "node $(hostname -s) idle" 90 bash -c \
+        "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
+}
