@@ -1,0 +1,78 @@
+"""Connection and behaviour settings, read from ``DAGSTER_SLURM_*`` environment variables."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DAGSTER_SLURM_"
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the environment variable."""
+
+
+class SlurmSettings(BaseSettings):
+    """How to reach the Slurm cluster and how to behave there.
+
+    Every field is read from the environment variable ``DAGSTER_SLURM_<FIELD>`` (for example
+    ``DAGSTER_SLURM_HOST``) unless passed explicitly.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    transport: Literal["ssh", "local"] = Field(
+        "ssh", description="`ssh` to a login node, or `local` when Dagster runs on one."
+    )
+    host: str | None = Field(None, description="Login node, or a Host alias from ~/.ssh/config.")
+    port: int | None = Field(None, ge=1, le=65535, description="SSH port (default: ssh config, else 22).")
+    user: str | None = Field(None, description="Cluster user (default: ssh config, else local user).")
+    key_file: Path | None = Field(None, description="Private key (default: ssh config and agent).")
+    known_hosts: Path | None = Field(
+        None, description="known_hosts file to verify the host key against (default ~/.ssh/known_hosts)."
+    )
+    password: SecretStr | None = Field(None, description="Password or key passphrase; never logged.")
+    jump_host: str | None = Field(None, description="Bastion to reach the login node through (user@host:port).")
+    ssh_control_dir: Path = Field(
+        Path("~/.ssh/dagster-slurm"),
+        description="Where processes on this host coordinate their SSH logins (lock files).",
+    )
+    remote_base_dir: str = Field(
+        "dagster-slurm",
+        description="Run folders on the cluster's shared filesystem; relative to the cluster user's home.",
+    )
+    python: str = Field("python3", description="Python executable on the cluster.")
+    poll_interval: PositiveFloat = Field(5.0, description="Seconds between status polls.")
+    reconnect_timeout: PositiveFloat = Field(
+        300.0, description="Seconds to keep retrying a lost SSH connection or Slurm controller."
+    )
+    log_format: Literal["console", "json"] = Field("console", description="Log rendering.")
+
+    @model_validator(mode="after")
+    def _ssh_needs_host(self) -> "SlurmSettings":
+        if self.transport == "ssh" and not self.host:
+            raise ValueError(
+                f"{ENV_PREFIX}HOST is required with {ENV_PREFIX}TRANSPORT=ssh "
+                f"(or set {ENV_PREFIX}TRANSPORT=local on the login node)"
+            )
+        return self
+
+
+def load_settings(**overrides: object) -> SlurmSettings:
+    """Read settings from the environment, with explicit ``overrides`` taking precedence.
+
+    Raises:
+        SettingsError: naming each invalid ``DAGSTER_SLURM_*`` variable and why.
+    """
+    try:
+        return SlurmSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            # The offending input is shown except for the password, which is never echoed.
+            shown = "" if field == "password" or not field else f" (got {err.get('input')!r})"
+            problems.append(f"{name}: {err['msg']}{shown}")
+        raise SettingsError("invalid Slurm settings:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,22 @@
+"""Transports: how commands reach the Slurm login node (over SSH, or locally)."""
+
+from dagster_slurm_launcher.settings import SlurmSettings
+from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
+from dagster_slurm_launcher.transport.local import LocalTransport
+from dagster_slurm_launcher.transport.ssh import SSHTransport
+
+
+def make_transport(settings: SlurmSettings) -> Transport:
+    """The transport that ``settings.transport`` names."""
+    return SSHTransport(settings) if settings.transport == "ssh" else LocalTransport()
+
+
+__all__ = [
+    "CommandInterrupted",
+    "CommandResult",
+    "LocalTransport",
+    "SSHTransport",
+    "Transport",
+    "TransportError",
+    "make_transport",
+]

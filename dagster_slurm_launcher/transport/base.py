@@ -1,0 +1,59 @@
+"""The interface every transport implements: run a shell command on the cluster side."""
+
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+class TransportError(RuntimeError):
+    """The cluster could not be reached; the message says why and what to check."""
+
+
+class CommandInterrupted(TransportError):
+    """The connection broke while a command ran: it may or may not have taken effect."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command returned."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Transport(ABC):
+    """Runs POSIX shell commands where Slurm's commands are: on a login node, over SSH or locally.
+
+    Commands are shell text; every value in them must be quoted with :func:`shlex.quote`
+    (or built with :func:`shlex.join`). Data goes through ``stdin``, never the command line.
+    """
+
+    @abstractmethod
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 600.0) -> CommandResult:
+        """Run ``command`` in a shell on the cluster side and wait for it.
+
+        Raises:
+            TransportError: the command could not be started (after the transport's retries).
+            CommandInterrupted: the connection broke after the command started.
+        """
+
+    def close(self) -> None:
+        """Release connections. The transport reconnects if used again."""
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Atomically write ``data`` to ``path`` on the cluster: mode 0600, new parents 0700."""
+        parent = path.rsplit("/", 1)[0] if "/" in path else "."
+        # umask makes both the file and any new parent directory private from creation on.
+        command = (
+            f"umask 077 && mkdir -p {shlex.quote(parent)} && cat > {shlex.quote(path)}.tmp.$$ "
+            f"&& mv -f {shlex.quote(path)}.tmp.$$ {shlex.quote(path)}"
+        )
+        result = self.run(command, stdin=data)
+        if not result.ok:
+            raise TransportError(f"could not write {path} on the cluster: {result.stderr.strip()}")

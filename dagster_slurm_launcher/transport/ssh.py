@@ -1,0 +1,261 @@
+"""Run Slurm's commands on a login node over one reused SSH connection.
+
+``fabric`` resolves the connection (``~/.ssh/config`` Host aliases, ProxyJump, IdentityFile);
+commands then run on channels of that one paramiko transport. Login nodes throttle and block
+accounts that open many connections, so a process opens one and keeps it.
+"""
+
+import fcntl
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.settings import ENV_PREFIX, SlurmSettings
+from dagster_slurm_launcher.transport.base import (
+    CommandInterrupted,
+    CommandResult,
+    Transport,
+    TransportError,
+)
+
+log = get_logger(__name__)
+
+# sshd's default MaxSessions is 10 channels per connection, and sshd counts a channel until it
+# has processed its close: stay below it rather than at it.
+MAX_CHANNELS = 8
+CONNECT_TIMEOUT = 15
+KEEPALIVE_SECONDS = 15
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 15.0
+# Errors that mean "try again later": sshd down or restarting, or dropping the connection
+# under MaxStartups (many run workers logging in at once), or a broken network path.
+_TRANSIENT = (NoValidConnectionsError, socket.timeout, ConnectionError, EOFError, OSError)
+
+
+class SSHTransport(Transport):
+    """Runs commands on ``settings.host`` over SSH, reconnecting with jittered backoff.
+
+    The host key is always verified against known_hosts; an unknown or changed key is an error.
+    """
+
+    def __init__(self, settings: SlurmSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
+        self._conn: Connection | None = None
+        self._pid = os.getpid()
+        self.connections_opened = 0
+        """How many SSH logins this transport made (tests and benchmarks count them)."""
+
+    @property
+    def _target(self) -> str:
+        s = self._settings
+        return f"{s.user + '@' if s.user else ''}{s.host}{':' + str(s.port) if s.port else ''}"
+
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 600.0) -> CommandResult:
+        deadline = time.monotonic() + self._settings.reconnect_timeout
+        with self._channels:
+            chan = self._start(command, deadline)
+            try:
+                return self._finish(chan, command, stdin, timeout)
+            finally:
+                chan.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _start(self, command: str, deadline: float) -> paramiko.Channel:
+        """Open a channel and start ``command``; retried until ``deadline``, as nothing ran yet."""
+        attempt = 0
+        while True:
+            transport = self._transport(deadline)
+            try:
+                chan = transport.open_session(timeout=CONNECT_TIMEOUT)
+                chan.exec_command(command)
+                return chan
+            except (paramiko.SSHException, *_TRANSIENT) as exc:
+                self._discard(transport)
+                _backoff(attempt, deadline, f"could not start a command on {self._target}", exc)
+                attempt += 1
+
+    def _finish(
+        self, chan: paramiko.Channel, command: str, stdin: bytes | None, timeout: float
+    ) -> CommandResult:
+        chan.settimeout(timeout)
+        stderr: list[bytes] = []
+        # stderr is drained beside stdout: an unread stream would stall the shared window.
+        reader = threading.Thread(target=lambda: stderr.append(_drain(chan.recv_stderr)), daemon=True)
+        try:
+            reader.start()
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            stdout = _drain(chan.recv)
+            reader.join()
+            status = chan.recv_exit_status()
+        except socket.timeout as exc:
+            raise CommandInterrupted(
+                f"no answer from {self._target} within {timeout:.0f}s; the command may still run: {command}"
+            ) from exc
+        except (paramiko.SSHException, *_TRANSIENT) as exc:
+            raise CommandInterrupted(
+                f"connection to {self._target} broke while a command ran ({exc}): {command}"
+            ) from exc
+        if status == -1:
+            raise CommandInterrupted(f"connection to {self._target} closed before the command ended: {command}")
+        return CommandResult(
+            command=command,
+            exit_code=status,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=b"".join(stderr).decode("utf-8", "replace"),
+        )
+
+    def _transport(self, deadline: float) -> paramiko.Transport:
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child must not share its parent's connection and its reader thread.
+                self._conn, self._pid = None, os.getpid()
+            if self._conn is not None and self._conn.transport is not None and self._conn.transport.is_active():
+                return self._conn.transport
+            attempt = 0
+            while True:
+                try:
+                    self._conn = self._connect()
+                    assert self._conn.transport is not None
+                    return self._conn.transport
+                except (paramiko.SSHException, *_TRANSIENT) as exc:
+                    if isinstance(exc, (paramiko.BadHostKeyException, paramiko.AuthenticationException)):
+                        raise self._permanent_error(exc) from None
+                    if "not found in known_hosts" in str(exc):
+                        raise self._permanent_error(exc) from None
+                    _backoff(attempt, deadline, f"could not connect to {self._target}", exc)
+                    attempt += 1
+
+    def _discard(self, transport: paramiko.Transport) -> None:
+        with self._lock:
+            if self._conn is not None and self._conn.transport is transport:
+                self._conn.close()
+                self._conn = None
+
+    def _connect(self) -> Connection:
+        s = self._settings
+        config = Config()  # loads ~/.ssh/config: Host aliases, ProxyJump, IdentityFile, Port, User
+        connect_kwargs: dict[str, object] = {}
+        if s.key_file:
+            connect_kwargs["key_filename"] = str(s.key_file.expanduser())
+        if s.password:
+            connect_kwargs["password"] = s.password.get_secret_value()
+        gateway = (
+            Connection(s.jump_host, config=config, connect_timeout=CONNECT_TIMEOUT, connect_kwargs=connect_kwargs)
+            if s.jump_host
+            else None
+        )
+        conn = Connection(
+            s.host,  # type: ignore[arg-type]  # validated: ssh transport requires a host
+            user=s.user,
+            port=s.port,
+            config=config,
+            gateway=gateway,
+            connect_timeout=CONNECT_TIMEOUT,
+            connect_kwargs=connect_kwargs,
+        )
+        hop: object = conn
+        while isinstance(hop, Connection):  # the target and every jump host
+            self._pin_host_keys(hop.client)
+            hop = hop.gateway
+        with self._login_gate(conn):
+            conn.open()
+        assert conn.transport is not None
+        conn.transport.set_keepalive(KEEPALIVE_SECONDS)
+        self.connections_opened += 1
+        log.info("ssh connected", target=self._target, connections_opened=self.connections_opened)
+        return conn
+
+    def _known_hosts(self) -> Path:
+        return (self._settings.known_hosts or Path("~/.ssh/known_hosts")).expanduser()
+
+    def _pin_host_keys(self, client: paramiko.SSHClient) -> None:
+        # fabric installs AutoAddPolicy (trust on first use); a scheduler credential must not.
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        path = self._known_hosts()
+        if path.exists():
+            client.load_system_host_keys(str(path))
+        elif self._settings.known_hosts is not None:
+            raise TransportError(
+                f"{ENV_PREFIX}KNOWN_HOSTS={path} does not exist; point it at a known_hosts file "
+                "that holds the login node's host key"
+            )
+
+    @contextmanager
+    def _login_gate(self, conn: Connection) -> Iterator[None]:
+        """Serialize logins to one host across the processes of this machine.
+
+        sshd's MaxStartups drops connections that arrive in a burst before authenticating, as
+        when a backfill starts many run workers at once; taking turns avoids the refusals.
+        """
+        directory = self._settings.ssh_control_dir.expanduser()
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9._@-]", "_", f"{conn.user}@{conn.host}_{conn.port}") + ".lock"
+        fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _permanent_error(self, exc: Exception) -> TransportError:
+        known_hosts = self._known_hosts()
+        s = self._settings
+        host_spec = f"[{s.host}]:{s.port}" if s.port and s.port != 22 else str(s.host)
+        scan = f"ssh-keyscan {'-p ' + str(s.port) + ' ' if s.port else ''}{s.host}"
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return TransportError(
+                f"the host key of {self._target} does not match {known_hosts} "
+                f"(got {exc.key.get_name()} {exc.key.fingerprint}, expected {exc.expected_key.fingerprint}). "
+                "This is what a man-in-the-middle looks like; if your admins confirm the key changed, "
+                f"remove the old entry with `ssh-keygen -R '{host_spec}' -f {known_hosts}` and add the new one."
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return TransportError(
+                f"authentication to {self._target} failed ({exc}); check {ENV_PREFIX}USER and "
+                f"{ENV_PREFIX}KEY_FILE (or your ssh-agent and ~/.ssh/config)"
+            )
+        return TransportError(
+            f"the host key of {self._target} is not in {known_hosts}; nothing was sent. Verify the key's "
+            f"fingerprint with your admins, then add it: `{scan} >> {known_hosts}` "
+            f"(or set {ENV_PREFIX}KNOWN_HOSTS to a file that holds it)"
+        )
+
+
+def _drain(recv: Callable[[int], bytes]) -> bytes:
+    chunks = []
+    while chunk := recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _backoff(attempt: int, deadline: float, what: str, exc: BaseException) -> None:
+    """Sleep a jittered, growing delay, or raise if ``deadline`` would pass."""
+    # Full jitter: many workers that lost the same sshd do not come back in lockstep.
+    delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+    if time.monotonic() + delay > deadline:
+        raise TransportError(
+            f"{what}: {exc!r}; gave up after retrying for {ENV_PREFIX}RECONNECT_TIMEOUT. "
+            "Check that the login node is reachable and sshd is running."
+        ) from exc
+    log.warning("ssh retry", reason=what, error=repr(exc), attempt=attempt + 1, delay=round(delay, 2))
+    time.sleep(delay)
