@@ -21,6 +21,7 @@ from fabric import Config, Connection
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.retry import RetryDeadlineExceeded, backoff
 from dagster_slurm_launcher.settings import ENV_PREFIX, SlurmSettings
 from dagster_slurm_launcher.transport.base import (
     CommandInterrupted,
@@ -36,8 +37,6 @@ log = get_logger(__name__)
 MAX_CHANNELS = 8
 CONNECT_TIMEOUT = 15
 KEEPALIVE_SECONDS = 15
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 15.0
 # Errors that mean "try again later": sshd down or restarting, or dropping the connection
 # under MaxStartups (many run workers logging in at once), or a broken network path.
 _TRANSIENT = (NoValidConnectionsError, socket.timeout, ConnectionError, EOFError, OSError)
@@ -66,7 +65,7 @@ class SSHTransport(Transport):
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 600.0) -> CommandResult:
         deadline = time.monotonic() + self._settings.reconnect_timeout
         with self._channels:
-            chan = self._start(command, deadline)
+            chan = self._start(_without_eof(command, stdin), deadline)
             try:
                 return self._finish(chan, command, stdin, timeout)
             finally:
@@ -87,8 +86,16 @@ class SSHTransport(Transport):
                 chan = transport.open_session(timeout=CONNECT_TIMEOUT)
                 chan.exec_command(command)
                 return chan
+            except paramiko.ChannelException as exc:
+                # "no more sessions": sshd frees a session slot only once it has reaped the
+                # command's process, so it may refuse a channel for a moment even below
+                # MaxSessions. The connection is fine, and other commands run on it: wait briefly.
+                if time.monotonic() > deadline:
+                    raise TransportError(f"{self._target} kept refusing new sessions: {exc}") from exc
+                time.sleep(random.uniform(0.05, 0.25))
             except (paramiko.SSHException, *_TRANSIENT) as exc:
-                self._discard(transport)
+                if not transport.is_active():
+                    self._discard(transport)
                 _backoff(attempt, deadline, f"could not start a command on {self._target}", exc)
                 attempt += 1
 
@@ -103,7 +110,6 @@ class SSHTransport(Transport):
             reader.start()
             if stdin:
                 chan.sendall(stdin)
-            chan.shutdown_write()
             stdout = _drain(chan.recv)
             reader.join()
             status = chan.recv_exit_status()
@@ -241,6 +247,21 @@ class SSHTransport(Transport):
         )
 
 
+def _without_eof(command: str, stdin: bytes | None) -> str:
+    """Wrap ``command`` so that the channel never carries a message after the command ends.
+
+    paramiko builds channel messages under the channel's lock but sends them after releasing
+    it, so an EOF (``shutdown_write``) or data sent while sshd closes a finished command can
+    follow paramiko's close reply; OpenSSH then drops the whole connection ("packet referred
+    to nonexistent channel"), failing every other command on it. So no EOF is ever sent: the
+    remote side reads exactly the bytes sent (``head -c``), and drains what the command left
+    unread before it can end; a command without input reads ``/dev/null``.
+    """
+    if stdin is None:
+        return f"{{ {command}\n}} </dev/null"
+    return f"head -c {len(stdin)} | {{ ( {command}\n); rc=$?; cat >/dev/null; exit $rc; }}"
+
+
 def _drain(recv: Callable[[int], bytes]) -> bytes:
     chunks = []
     while chunk := recv(65536):
@@ -249,13 +270,10 @@ def _drain(recv: Callable[[int], bytes]) -> bytes:
 
 
 def _backoff(attempt: int, deadline: float, what: str, exc: BaseException) -> None:
-    """Sleep a jittered, growing delay, or raise if ``deadline`` would pass."""
-    # Full jitter: many workers that lost the same sshd do not come back in lockstep.
-    delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
-    if time.monotonic() + delay > deadline:
+    try:
+        backoff(attempt, deadline, what, repr(exc))
+    except RetryDeadlineExceeded:
         raise TransportError(
             f"{what}: {exc!r}; gave up after retrying for {ENV_PREFIX}RECONNECT_TIMEOUT. "
             "Check that the login node is reachable and sshd is running."
         ) from exc
-    log.warning("ssh retry", reason=what, error=repr(exc), attempt=attempt + 1, delay=round(delay, 2))
-    time.sleep(delay)

@@ -1,0 +1,21 @@
+"""The Slurm client: submit jobs, poll them in batches, find them by name, cancel them."""
+
+from dagster_slurm_launcher.slurm.client import (
+    SlurmClient,
+    SlurmError,
+    SubmissionUncertain,
+    sbatch_arguments,
+    validate_job_name,
+)
+from dagster_slurm_launcher.slurm.job import JobInfo, JobState, SubmittedJob
+
+__all__ = [
+    "JobInfo",
+    "JobState",
+    "SlurmClient",
+    "SlurmError",
+    "SubmissionUncertain",
+    "SubmittedJob",
+    "sbatch_arguments",
+    "validate_job_name",
+]

@@ -1,0 +1,286 @@
+"""A typed Slurm client over a transport: submit, poll, find by name, cancel.
+
+Every poll costs at most one ``squeue`` (one controller RPC) and one ``sacct`` (one slurmdbd
+query), whatever the number of jobs: a cluster's controller is shared by everyone.
+"""
+
+import re
+import shlex
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.retry import RetryDeadlineExceeded, backoff
+from dagster_slurm_launcher.slurm.job import JobInfo, SubmittedJob, unknown
+from dagster_slurm_launcher.slurm.parse import (
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    format_time,
+    parse_sacct,
+    parse_scontrol,
+    parse_squeue,
+    parse_time,
+)
+from dagster_slurm_launcher.transport import CommandInterrupted, CommandResult, Transport
+
+log = get_logger(__name__)
+
+# Login node and controller clocks may differ; sacct windows and id-reuse checks allow this much.
+CLOCK_SKEW = timedelta(minutes=5)
+# slurmdbd stores job names in a column of this many bytes.
+MAX_JOB_NAME_BYTES = 255
+# Messages of a controller or slurmdbd that is restarting, overloaded or briefly unreachable.
+_TRANSIENT = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Zero Bytes were transmitted",
+    "Resource temporarily unavailable",
+    "Slurm temporarily unable",
+    "Problem talking to the database",
+    "Connection refused",
+)
+# Of those, the ones that prove sbatch's request never reached the controller.
+_NOT_SUBMITTED = ("Unable to contact slurm controller (connect failure)", "Resource temporarily unavailable")
+_OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]*")
+_CLIENT_OWNED_OPTIONS = {"job-name": "the job name is the `name` argument", "parsable": "the client parses the job id", "wrap": "the script is the `script` argument"}
+# Only the cluster user's own jobs: names of other users' jobs must not be taken for ours.
+# (Shell text on purpose: the user is whoever the transport logs in as.)
+_MINE = '--user="$(id -un)"'
+
+OptionValue = str | int | float | bool | None
+
+
+class SlurmError(RuntimeError):
+    """Slurm refused or failed a request; the message carries Slurm's own text."""
+
+
+class SubmissionUncertain(SlurmError):
+    """The connection or controller failed after ``sbatch`` was sent: the job may exist.
+
+    Look it up by :attr:`name` (:meth:`SlurmClient.find_by_name`) before submitting again.
+    """
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def validate_job_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` can round-trip through sbatch, squeue and sacct."""
+    problem = None
+    if not name:
+        problem = "it is empty"
+    elif len(name.encode()) > MAX_JOB_NAME_BYTES:
+        problem = f"it is {len(name.encode())} bytes long; accounting keeps {MAX_JOB_NAME_BYTES}"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "it contains a control character (a newline or tab, say)"
+    elif "," in name or "|" in name:
+        problem = "it contains ',' or '|', which squeue and sacct use as separators"
+    elif '"' in name:
+        problem = "it contains '\"', which slurmdbd stores as '`', so sacct could not find it by name"
+    if problem:
+        raise ValueError(f"job name {name!r} cannot be used: {problem}")
+
+
+def sbatch_arguments(options: Mapping[str, OptionValue]) -> list[str]:
+    """``{"cpus_per_task": 8, "exclusive": True}`` -> ``["--cpus-per-task=8", "--exclusive"]``.
+
+    ``None`` and ``False`` leave an option out. Keys are sbatch's long option names, with ``_``
+    or ``-``; values are passed as given.
+    """
+    args = []
+    for key, value in options.items():
+        if not _OPTION_KEY.fullmatch(key):
+            raise ValueError(f"sbatch option {key!r} is not an option name: use sbatch's long names, e.g. 'cpus_per_task'")
+        flag = key.replace("_", "-")
+        if flag in _CLIENT_OWNED_OPTIONS:
+            raise ValueError(f"sbatch option {key!r} cannot be set: {_CLIENT_OWNED_OPTIONS[flag]}")
+        if value is None or value is False:
+            continue
+        args.append(f"--{flag}" if value is True else f"--{flag}={value}")
+    return args
+
+
+class SlurmClient:
+    """Submits and watches Slurm jobs through ``transport``.
+
+    Args:
+        transport: where Slurm's commands run (a login node over SSH, or this machine).
+        retry_timeout: seconds to keep retrying while the controller or slurmdbd is unreachable.
+    """
+
+    def __init__(self, transport: Transport, retry_timeout: float = 300.0) -> None:
+        self.transport = transport
+        self._retry_timeout = retry_timeout
+        self._accounting = True
+
+    def submit(self, script: str, name: str, options: Mapping[str, OptionValue] | None = None) -> SubmittedJob:
+        """Submit ``script`` (sent on stdin, never on the command line) as job ``name``.
+
+        Raises:
+            ValueError: ``name`` or an option cannot be used; nothing was submitted.
+            SlurmError: sbatch refused the job; the message is sbatch's.
+            SubmissionUncertain: the job may or may not exist; look it up by name.
+        """
+        validate_job_name(name)
+        argv = ["sbatch", "--parsable", f"--job-name={name}", *sbatch_arguments(options or {})]
+        # The cluster's clock, read just before sbatch, bounds this job's submit time from below.
+        command = f"TZ=UTC date +%Y-%m-%dT%H:%M:%S && {shlex.join(argv)}"
+        deadline = time.monotonic() + self._retry_timeout
+        attempt = 0
+        while True:
+            try:
+                result = self.transport.run(command, stdin=script.encode())
+            except CommandInterrupted as exc:
+                raise SubmissionUncertain(f"submitting {name!r}: {exc}", name) from exc
+            if result.ok:
+                lines = result.stdout.split()
+                return SubmittedJob(
+                    job_id=lines[-1].split(";")[0], name=name, submitted_after=parse_time(lines[0])  # type: ignore[arg-type]
+                )
+            stderr = result.stderr.strip()
+            if not any(marker in stderr for marker in _NOT_SUBMITTED):
+                if any(marker in stderr for marker in _TRANSIENT):
+                    raise SubmissionUncertain(f"sbatch for {name!r} may have been accepted: {stderr}", name)
+                raise SlurmError(f"sbatch rejected job {name!r}: {stderr}")
+            self._backoff(attempt, deadline, "sbatch could not reach the controller", stderr)
+            attempt += 1
+
+    def poll(self, jobs: Iterable[SubmittedJob]) -> dict[str, JobInfo]:
+        """The current state of every job in ``jobs``, by job id, in one squeue and one sacct call.
+
+        Running and pending jobs come from squeue; finished ones from sacct (with accounting),
+        and a job neither knows yet is ``UNKNOWN``, never assumed finished.
+        """
+        jobs = list(jobs)
+        if not jobs:
+            return {}
+        live = self._squeue(["--jobs=" + ",".join(j.job_id for j in jobs)])
+        found: dict[str, JobInfo] = {}
+        settle: list[SubmittedJob] = []
+        for job in jobs:
+            info = live.get(job.job_id)
+            if info is not None and _is_same_job(info, job.submitted_after) and not info.is_terminal:
+                found[job.job_id] = info
+            else:
+                settle.append(job)
+        if settle:
+            since = min(j.submitted_after for j in settle)
+            finished = self._finished(since, ["--jobs=" + ",".join(j.job_id for j in settle)])
+            for job in settle:
+                candidates = (finished.get(job.job_id), live.get(job.job_id))
+                found[job.job_id] = next(
+                    (c for c in candidates if c is not None and _is_same_job(c, job.submitted_after)),
+                    unknown(job.job_id, job.name),
+                )
+        return found
+
+    def find_by_name(self, names: Iterable[str], submitted_after: datetime) -> dict[str, list[JobInfo]]:
+        """This user's jobs named any of ``names`` submitted after ``submitted_after``.
+
+        Returns every name's jobs newest first (a resubmitted step has several); names with no
+        job are absent. One squeue and one sacct call, whatever the number of names.
+        """
+        names = sorted(set(names))
+        for name in names:
+            validate_job_name(name)
+        if not names:
+            return {}
+        selection = ["--name=" + ",".join(names)]
+        live = self._squeue(selection, mine=True)
+        finished = self._finished(submitted_after, selection, mine=True)
+        merged = dict(finished)
+        for job_id, info in live.items():
+            if not info.is_terminal or job_id not in merged:
+                merged[job_id] = info
+        wanted = set(names)
+        by_name: dict[str, list[JobInfo]] = {}
+        for info in merged.values():
+            if info.name in wanted and (info.submit_time is None or info.submit_time >= submitted_after - CLOCK_SKEW):
+                by_name.setdefault(info.name, []).append(info)
+        for jobs in by_name.values():
+            jobs.sort(key=_newest_first)
+        return by_name
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        """Cancel ``job_ids`` with one ``scancel``; jobs that already ended are not an error."""
+        job_ids = list(job_ids)
+        if not job_ids:
+            return
+        result = self._query(shlex.join(["scancel", *job_ids]))
+        errors = [
+            line for line in result.stderr.splitlines()
+            if line.strip() and "already completing or completed" not in line and "Invalid job id" not in line
+        ]
+        if errors:
+            raise SlurmError(f"scancel failed: {' '.join(errors)}")
+
+    def _squeue(self, selection: list[str], mine: bool = False) -> dict[str, JobInfo]:
+        argv = ["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", *selection]
+        result = self._query(_command(argv, mine))
+        if not result.ok:
+            if "Invalid job id specified" in result.stderr:
+                return {}  # every id asked for is gone from the controller
+            raise SlurmError(f"squeue failed: {result.stderr.strip()}")
+        return parse_squeue(result.stdout)
+
+    def _finished(self, since: datetime, selection: list[str], mine: bool = False) -> dict[str, JobInfo]:
+        """Jobs from accounting (or, without it, what the controller still remembers)."""
+        if self._accounting:
+            # --starttime bounds the scan: sacct's default is midnight (jobs vanish across it)
+            # or, with --jobs, the epoch (slow on a busy cluster).
+            argv = [
+                "sacct", "--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
+                f"--starttime={format_time(since - CLOCK_SKEW)}", *selection,
+            ]
+            result = self._query(_command(argv, mine))
+            if result.ok:
+                return parse_sacct(result.stdout)
+            if "accounting storage is disabled" not in result.stderr:
+                raise SlurmError(f"sacct failed: {result.stderr.strip()}")
+            self._accounting = False
+            log.warning(
+                "slurm accounting is disabled; finished jobs are read from scontrol until the "
+                "controller forgets them (MinJobAge), and later reported UNKNOWN"
+            )
+        result = self._query("scontrol --oneliner show job")
+        if not result.ok and "No jobs in the system" not in result.stdout + result.stderr:
+            raise SlurmError(f"scontrol show job failed: {result.stderr.strip()}")
+        return parse_scontrol(result.stdout)
+
+    def _query(self, command: str) -> CommandResult:
+        """Run a read-only (or idempotent) command, retrying while Slurm is briefly unreachable."""
+        deadline = time.monotonic() + self._retry_timeout
+        attempt = 0
+        while True:
+            try:
+                result = self.transport.run(f"TZ=UTC {command}")
+            except CommandInterrupted as exc:
+                problem: str = str(exc)
+            else:
+                if result.ok or not any(marker in result.stderr for marker in _TRANSIENT):
+                    return result
+                problem = result.stderr.strip()
+            self._backoff(attempt, deadline, f"{command.split()[0]} failed", problem)
+            attempt += 1
+
+    def _backoff(self, attempt: int, deadline: float, what: str, problem: str) -> None:
+        try:
+            backoff(attempt, deadline, what, problem)
+        except RetryDeadlineExceeded as exc:
+            raise SlurmError(f"{exc}; gave up after {self._retry_timeout:.0f}s") from None
+
+
+def _command(argv: list[str], mine: bool) -> str:
+    return f"{shlex.join(argv)} {_MINE}" if mine else shlex.join(argv)
+
+
+def _is_same_job(info: JobInfo, submitted_after: datetime) -> bool:
+    """Job ids wrap around: a record with our id but an earlier submit time is another job."""
+    return info.submit_time is None or info.submit_time >= submitted_after - CLOCK_SKEW
+
+
+def _newest_first(info: JobInfo) -> tuple[float, int]:
+    submitted = info.submit_time.timestamp() if info.submit_time else float("inf")
+    return (-submitted, -int(info.job_id) if info.job_id.isdigit() else 0)

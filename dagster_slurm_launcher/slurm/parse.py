@@ -1,0 +1,177 @@
+"""Parsers for the text that squeue, sacct and scontrol print.
+
+The client runs those commands with ``TZ=UTC``, so every time they print is UTC.
+"""
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from dagster_slurm_launcher.slurm.job import JobInfo, JobState
+
+# The job name goes last: it is the one free-text column, so a stray delimiter in a name
+# (from a job this client did not submit) cannot shift the other columns.
+SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%V|%l|%j"
+SACCT_FIELDS = (
+    "JobIDRaw,State,ExitCode,Partition,NodeList,Submit,Start,End,ElapsedRaw,Timelimit,"
+    "AllocCPUS,NNodes,TotalCPU,MaxRSS,ReqTRES,AllocTRES,JobName"
+)
+_SACCT_COLUMNS = SACCT_FIELDS.count(",") + 1
+_MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
+def parse_time(text: str) -> datetime | None:
+    text = text.strip()
+    if not text or text in {"Unknown", "None", "N/A"}:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+
+
+def format_time(when: datetime) -> str:
+    """A time as sacct's ``--starttime`` takes it (in UTC: the client sets ``TZ=UTC``)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """Slurm durations: ``[D-][HH:]MM:SS[.fff]``."""
+    text = text.strip()
+    if not text or text in {"INVALID", "UNLIMITED", "Partition_Limit"}:
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [float(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    hours, minutes, seconds = parts
+    return timedelta(days=int(days or 0), hours=hours, minutes=minutes, seconds=seconds)
+
+
+def parse_memory(text: str) -> int | None:
+    """sacct memory values (``2048K``, ``1.5G``) in bytes."""
+    match = re.fullmatch(r"([0-9.]+)([KMGTP]?)", text.strip())
+    if not match:
+        return None
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+
+
+def parse_exit_code(text: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"(\d+):(\d+)", text.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.strip().isdigit() else None
+
+
+def _blank(text: str) -> str | None:
+    text = text.strip()
+    return None if text in {"", "(null)", "None assigned", "None"} else text
+
+
+def parse_squeue(output: str) -> dict[str, JobInfo]:
+    """Jobs from ``squeue --noheader --format=SQUEUE_FORMAT``, by job id."""
+    jobs = {}
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        job_id, state, reason, nodes, partition, submit, limit, name = line.split("|", 7)
+        parsed, _ = JobState.parse(state)
+        jobs[job_id] = JobInfo(
+            job_id=job_id,
+            name=name,
+            state=parsed,
+            source="squeue",
+            reason=_blank(reason),
+            node_list=_blank(nodes),
+            partition=_blank(partition),
+            submit_time=parse_time(submit),
+            time_limit=_blank(limit),
+        )
+    return jobs
+
+
+def parse_sacct(output: str) -> dict[str, JobInfo]:
+    """Jobs from ``sacct --parsable2 --noheader --duplicates --format=SACCT_FIELDS``, by job id.
+
+    Each job's row is followed by its steps' rows (``123.batch``, ``123.0``); with
+    ``--duplicates`` a requeued job has one row per run, in order, and the last one wins.
+    """
+    jobs: dict[str, JobInfo] = {}
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        cols = line.split("|", _SACCT_COLUMNS - 1)
+        if len(cols) != _SACCT_COLUMNS:
+            continue
+        (raw_id, state, exit_code, partition, nodes, submit, start, end, elapsed, limit,
+         cpus, nnodes, total_cpu, max_rss, req_tres, alloc_tres, name) = cols
+        job_id, _, step = raw_id.partition(".")
+        parsed, detail = JobState.parse(state)
+        if not step:
+            jobs[job_id] = JobInfo(
+                job_id=job_id,
+                name=name,
+                state=parsed,
+                source="sacct",
+                reason=detail,
+                exit_code=parse_exit_code(exit_code),
+                node_list=_blank(nodes),
+                partition=_blank(partition),
+                submit_time=parse_time(submit),
+                start_time=parse_time(start),
+                end_time=parse_time(end),
+                elapsed=timedelta(seconds=int(elapsed)) if elapsed.isdigit() else None,
+                time_limit=_blank(limit),
+                alloc_cpus=_int(cpus),
+                alloc_nodes=_int(nnodes),
+                total_cpu=parse_duration(total_cpu),
+                max_rss_bytes=parse_memory(max_rss),
+                req_tres=_blank(req_tres),
+                alloc_tres=_blank(alloc_tres),
+            )
+            continue
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        rss = parse_memory(max_rss)
+        updates: dict[str, object] = {}
+        if rss is not None and (job.max_rss_bytes is None or rss > job.max_rss_bytes):
+            updates["max_rss_bytes"] = rss
+        if step == "batch":
+            updates["batch_state"] = parsed
+            updates["batch_exit_code"] = parse_exit_code(exit_code)
+        if updates:
+            jobs[job_id] = replace(job, **updates)  # type: ignore[arg-type]
+    return jobs
+
+
+_SCONTROL_FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")
+
+
+def parse_scontrol(output: str) -> dict[str, JobInfo]:
+    """Jobs from ``scontrol --oneliner show job`` (the fallback without accounting), by job id."""
+    jobs = {}
+    for line in output.splitlines():
+        fields = dict(_SCONTROL_FIELD.findall(line.strip()))
+        if "JobId" not in fields:
+            continue
+        state, detail = JobState.parse(fields.get("JobState", ""))
+        run_time = parse_duration(fields.get("RunTime", ""))
+        jobs[fields["JobId"]] = JobInfo(
+            job_id=fields["JobId"],
+            name=fields.get("JobName", ""),
+            state=state,
+            source="scontrol",
+            reason=_blank(fields.get("Reason", "")) or detail,
+            exit_code=parse_exit_code(fields.get("ExitCode", "")),
+            node_list=_blank(fields.get("NodeList", "")),
+            partition=_blank(fields.get("Partition", "")),
+            submit_time=parse_time(fields.get("SubmitTime", "")),
+            start_time=parse_time(fields.get("StartTime", "")),
+            end_time=parse_time(fields.get("EndTime", "")),
+            elapsed=run_time,
+            time_limit=_blank(fields.get("TimeLimit", "")),
+            alloc_cpus=_int(fields.get("NumCPUs", "")),
+            alloc_nodes=_int(fields.get("NumNodes", "")),
+        )
+    return jobs
+

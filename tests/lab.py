@@ -1,0 +1,89 @@
+"""Access to the lab cluster from tests: its settings, its daemons, and its counters."""
+
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dagster_slurm_launcher import SlurmSettings, load_settings
+from dagster_slurm_launcher.transport import CommandResult, Transport
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings(**overrides: object) -> SlurmSettings:
+    if "DAGSTER_SLURM_LAB_DIR" not in os.environ:
+        pytest.fail("the lab cluster's settings are missing: run `sudo deploy/lab/up` and `source deploy/lab/lab.env`")
+    return load_settings(**overrides)
+
+
+def lab_dir() -> Path:
+    return Path(os.environ["DAGSTER_SLURM_LAB_DIR"])
+
+
+def restart(daemon: str, down_for: float = 0) -> None:
+    """Restart a lab daemon (root only), as a failure would."""
+    subprocess.run(
+        ["bash", str(REPO / "deploy/lab/restart"), daemon, "--down-for", str(down_for)],
+        check=True, capture_output=True,
+    )
+
+
+def restart_in_background(daemon: str, down_for: float) -> threading.Thread:
+    thread = threading.Thread(target=restart, args=(daemon, down_for))
+    thread.start()
+    return thread
+
+
+def sshd_logins() -> int:
+    """Successful logins sshd has logged, read on the server side."""
+    return (lab_dir() / "log/sshd.log").read_text().count("Accepted publickey for")
+
+
+def controller_job_info_rpcs() -> int:
+    """REQUEST_JOB_INFO(_SINGLE) RPCs slurmctld has served (sdiag), i.e. squeue/scontrol calls."""
+    out = subprocess.run(["sdiag"], check=True, capture_output=True, text=True).stdout
+    return sum(int(n) for n in re.findall(r"REQUEST_JOB_INFO(?:_SINGLE)?\s+\(\s*\d+\)\s+count:(\d+)", out))
+
+
+def dbd_job_queries() -> int | None:
+    """DBD_GET_JOBS_COND requests slurmdbd has served (sacct calls); None unless an operator asks."""
+    out = subprocess.run(["sacctmgr", "show", "stats"], capture_output=True, text=True).stdout
+    match = re.search(r"DBD_GET_JOBS_COND\s+\(\s*\d+\)\s+count:(\d+)", out)
+    if "Remote Procedure Call statistics" not in out:
+        return None
+    return int(match.group(1)) if match else 0
+
+
+def wait_until(condition: Callable[[], object], timeout: float, interval: float = 1.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
+class RecordingTransport(Transport):
+    """Forwards to a real transport and remembers each command, to count what the client sends."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 600.0) -> CommandResult:
+        self.commands.append(command)
+        return self.inner.run(command, stdin=stdin, timeout=timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def count(self, program: str) -> int:
+        return sum(1 for c in self.commands if re.match(rf"(TZ=UTC )?{program}\b", c))

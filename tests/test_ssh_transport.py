@@ -1,0 +1,116 @@
+"""The SSH transport against the lab's real sshd, logging in as the unprivileged cluster user."""
+
+import hashlib
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from dagster_slurm_launcher.transport import SSHTransport, TransportError
+
+from tests import lab
+
+
+@pytest.fixture
+def ssh() -> SSHTransport:
+    transport = SSHTransport(lab.settings())
+    yield transport
+    transport.close()
+
+
+def test_commands_run_as_the_cluster_user(ssh: SSHTransport) -> None:
+    result = ssh.run("id -un; echo oops >&2; exit 3")
+    assert (result.stdout, result.stderr, result.exit_code) == (f"{os.environ['DAGSTER_SLURM_LAB_USER']}\n", "oops\n", 3)
+
+
+def test_stdin_arrives_byte_for_byte(ssh: SSHTransport) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB, every byte value, larger than a channel window
+    assert ssh.run("sha256sum", stdin=data).stdout.split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_command_that_ignores_its_input_does_not_break_the_connection(ssh: SSHTransport) -> None:
+    # As sbatch does when it rejects an option before reading the script.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: ssh.run("exit 3", stdin=b"x" * 4_000_000), range(8)))
+    assert [r.exit_code for r in results] == [3] * 8
+    assert ssh.run("echo still here").stdout == "still here\n" and ssh.connections_opened == 1
+
+
+def test_many_commands_from_many_threads_share_one_login(ssh: SSHTransport) -> None:
+    before = lab.sshd_logins()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda i: ssh.run(f"echo {i}"), range(200)))
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(200)]
+    assert ssh.connections_opened == 1
+    assert lab.sshd_logins() - before == 1
+
+
+def test_concurrent_commands_beyond_max_sessions_queue_instead_of_failing(ssh: SSHTransport) -> None:
+    # sshd allows 10 sessions per connection; 30 slow commands at once must all succeed.
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        results = list(pool.map(lambda i: ssh.run(f"sleep 1; echo {i}"), range(30)))
+    assert all(r.ok for r in results) and ssh.connections_opened == 1
+
+
+def test_written_files_are_private(ssh: SSHTransport) -> None:
+    base = f"{lab.settings().remote_base_dir}/tests/private-{os.getpid()}"
+    ssh.write_file(f"{base}/sub/secret.txt", b"token")
+    try:
+        listing = ssh.run(f"stat -c '%a %n' {base}/sub {base}/sub/secret.txt; cat {base}/sub/secret.txt").stdout
+        assert listing.splitlines() == [f"700 {base}/sub", f"600 {base}/sub/secret.txt", "token"]
+    finally:
+        ssh.run(f"rm -rf {base}")
+
+
+def test_an_unknown_host_key_is_refused_before_logging_in(tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    before = lab.sshd_logins()
+    transport = SSHTransport(lab.settings(known_hosts=empty))
+    with pytest.raises(TransportError, match=r"not in .*known_hosts; nothing was sent.*ssh-keyscan -p"):
+        transport.run("true")
+    assert lab.sshd_logins() == before and transport.connections_opened == 0
+
+
+def test_a_changed_host_key_is_refused(tmp_path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    s = lab.settings()
+    other = (tmp_path / "other.pub").read_text().split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[{s.host}]:{s.port} {' '.join(other)}\n")
+    before = lab.sshd_logins()
+    with pytest.raises(TransportError, match="does not match .*ssh-keygen -R"):
+        SSHTransport(lab.settings(known_hosts=tmp_path / "known_hosts")).run("true")
+    assert lab.sshd_logins() == before
+
+
+def test_a_missing_known_hosts_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TransportError, match="DAGSTER_SLURM_KNOWN_HOSTS=.*does not exist"):
+        SSHTransport(lab.settings(known_hosts=tmp_path / "nope")).run("true")
+
+
+def test_a_rejected_key_says_what_to_check(tmp_path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
+    with pytest.raises(TransportError, match="authentication to .* failed.*DAGSTER_SLURM_KEY_FILE"):
+        SSHTransport(lab.settings(key_file=tmp_path / "stranger")).run("true")
+
+
+def test_the_connection_comes_back_after_sshd_restarts(ssh: SSHTransport) -> None:
+    assert ssh.run("true").ok
+    # sshd is down for 3 s and every established session is dropped, as in a login node reboot.
+    restarting = lab.restart_in_background("sshd", down_for=3)
+    time.sleep(1)
+    result = ssh.run("echo back")
+    restarting.join()
+    assert result.stdout == "back\n"
+    assert ssh.connections_opened == 2
+
+
+def test_an_unreachable_host_fails_after_the_reconnect_timeout() -> None:
+    transport = SSHTransport(lab.settings(port=1, reconnect_timeout=3))  # nothing listens on port 1
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="could not connect .*gave up after retrying"):
+        transport.run("true")
+    assert time.monotonic() - started < 20
