@@ -1,5 +1,9 @@
 """Run every Dagster step as a Slurm job."""
 
+from importlib.metadata import version
+
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
 
-__all__ = ["SettingsError", "SlurmSettings", "load_settings"]
+__version__ = version("dagster-slurm-launcher")
+
+__all__ = ["SettingsError", "SlurmSettings", "__version__", "load_settings"]

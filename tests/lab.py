@@ -53,6 +53,8 @@ def controller_job_info_rpcs() -> int:
 
 def dbd_job_queries() -> int | None:
     """DBD_GET_JOBS_COND requests slurmdbd has served (sacct calls); None unless an operator asks."""
+    if os.getuid() != 0:
+        return None  # slurmdbd logs a security violation for anyone else
     out = subprocess.run(["sacctmgr", "show", "stats"], capture_output=True, text=True).stdout
     match = re.search(r"DBD_GET_JOBS_COND\s+\(\s*\d+\)\s+count:(\d+)", out)
     if "Remote Procedure Call statistics" not in out:

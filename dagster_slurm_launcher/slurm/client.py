@@ -237,6 +237,8 @@ class SlurmClient:
             result = self._query(_command(argv, mine))
             if result.ok:
                 return parse_sacct(result.stdout)
+            if "is after end time" in result.stderr:
+                return {}  # a start time past the cluster's clock: no job can match yet
             if "accounting storage is disabled" not in result.stderr:
                 raise SlurmError(f"sacct failed: {result.stderr.strip()}")
             self._accounting = False

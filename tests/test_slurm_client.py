@@ -1,0 +1,175 @@
+"""The Slurm client against the lab's real slurmctld and slurmdbd, over SSH and locally."""
+
+import shlex
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
+from dagster_slurm_launcher.transport import SSHTransport, Transport
+
+from tests import lab
+
+pytestmark = pytest.mark.lab
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_finished(client: SlurmClient, jobs: list[SubmittedJob], timeout: float = 120) -> dict[str, JobInfo]:
+    def finished() -> dict[str, JobInfo] | None:
+        states = client.poll(jobs)
+        return states if all(info.is_terminal for info in states.values()) else None
+
+    return lab.wait_until(finished, timeout, what="jobs finished")
+
+
+def test_a_finished_job_reports_its_accounting(client: SlurmClient, remote_dir: str) -> None:
+    script = "#!/bin/bash\npython3 -c 'b = bytearray(150_000_000); import time; t = time.time()\nwhile time.time() - t < 4: pass'\n"
+    job = client.submit(script, unique("metrics"), {"cpus_per_task": 2, "mem": "400M", "time": "00:05:00", "output": f"{remote_dir}/%j.out"})
+    info = wait_finished(client, [job])[job.job_id]
+    assert info.succeeded and info.source == "sacct"
+    assert info.exit_code == (0, 0) and info.batch_state == JobState.COMPLETED
+    assert info.node_list and info.alloc_cpus == 2 and "cpu=2" in info.req_tres and "mem=400M" in info.alloc_tres
+    assert info.max_rss_bytes and info.max_rss_bytes > 100_000_000
+    assert info.elapsed and info.elapsed >= timedelta(seconds=3)
+    assert 0 < info.cpu_efficiency <= 1 and info.node_hours > 0
+    assert info.time_limit == "00:05:00" and info.submit_time <= info.start_time <= info.end_time
+
+
+def test_a_failing_job_reports_its_exit_code(client: SlurmClient, remote_dir: str) -> None:
+    job = client.submit("#!/bin/bash\nexit 3\n", unique("fails"), {"output": f"{remote_dir}/%j.out"})
+    info = wait_finished(client, [job])[job.job_id]
+    assert (info.state, info.exit_code, info.succeeded) == (JobState.FAILED, (3, 0), False)
+
+
+def test_sbatch_errors_reach_the_user(client: SlurmClient) -> None:
+    with pytest.raises(SlurmError, match=r"sbatch rejected job 'bad-partition'.*invalid partition"):
+        client.submit("#!/bin/bash\ntrue\n", "bad-partition", {"partition": "no-such-partition"})
+
+
+def test_fifty_jobs_are_polled_with_a_bounded_number_of_slurm_calls(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
+    jobs = [client.submit("#!/bin/bash\nsleep 6\n", unique("fifty"), {"output": f"{remote_dir}/%j.out", "time": "00:05:00"})
+            for _ in range(50)]
+    # What one poll costs, measured at the controller (sdiag) and, where readable, at slurmdbd.
+    costs = {}
+    for count in (5, 50):
+        rpcs, dbd = lab.controller_job_info_rpcs(), lab.dbd_job_queries()
+        recorder.commands.clear()
+        client.poll(jobs[:count])
+        costs[count] = (lab.controller_job_info_rpcs() - rpcs, None if dbd is None else lab.dbd_job_queries() - dbd)
+        assert recorder.count("squeue") == 1 and recorder.count("sacct") <= 1
+    # sdiag itself is not a REQUEST_JOB_INFO; a poll is one such RPC however many jobs it covers.
+    assert costs[5][0] == costs[50][0] == 1
+    assert costs[5][1] == costs[50][1]
+
+    client.cancel([j.job_id for j in jobs[:10]])
+    states = wait_finished(client, jobs)
+    assert {states[j.job_id].state for j in jobs[:10]} == {JobState.CANCELLED}
+    assert all(states[j.job_id].succeeded for j in jobs[10:])
+    assert all(states[j.job_id].elapsed is not None for j in jobs[10:])
+
+
+def test_every_sacct_query_is_bounded_by_a_start_time(client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str) -> None:
+    job = client.submit("#!/bin/bash\ntrue\n", unique("bounded"), {"output": f"{remote_dir}/%j.out"})
+    wait_finished(client, [job])
+    client.find_by_name([job.name], job.submitted_after)
+    sacct = [c for c in recorder.commands if c.startswith("TZ=UTC sacct")]
+    assert sacct and all("--starttime=" in c for c in sacct)
+
+
+def test_jobs_are_found_by_name_after_the_controller_forgot_them(client: SlurmClient, transport: Transport, remote_dir: str) -> None:
+    name = unique("by-name")
+    first = client.submit("#!/bin/bash\ntrue\n", name, {"output": f"{remote_dir}/%j.out"})
+    second = client.submit("#!/bin/bash\nexit 1\n", name, {"output": f"{remote_dir}/%j.out"})
+    wait_finished(client, [first, second])
+    # Past MinJobAge the controller purges finished jobs: only accounting knows them.
+    lab.wait_until(
+        lambda: transport.run(f"squeue --noheader --states=all --jobs={first.job_id},{second.job_id}").stdout.strip() == "",
+        timeout=180, interval=3, what="slurmctld purged the jobs",
+    )
+    found = client.find_by_name([name, unique("never-submitted")], first.submitted_after)
+    assert list(found) == [name]
+    assert [(j.job_id, j.state, j.source) for j in found[name]] == [
+        (second.job_id, JobState.FAILED, "sacct"), (first.job_id, JobState.COMPLETED, "sacct"),
+    ]
+
+
+def test_a_running_job_is_found_by_name(client: SlurmClient, remote_dir: str) -> None:
+    job = client.submit("#!/bin/bash\nsleep 30\n", unique("running"), {"output": f"{remote_dir}/%j.out"})
+    try:
+        def running() -> dict[str, list[JobInfo]] | None:
+            found = client.find_by_name([job.name], job.submitted_after)
+            return found if found and found[job.name][0].state == JobState.RUNNING else None
+
+        found = lab.wait_until(running, timeout=60, what="job running")
+        assert [j.job_id for j in found[job.name]] == [job.job_id] and found[job.name][0].source == "squeue"
+    finally:
+        client.cancel([job.job_id])
+
+
+def test_a_job_nobody_knows_is_unknown_not_finished(client: SlurmClient) -> None:
+    ghost = SubmittedJob("99999999", "ghost", datetime.now(UTC))
+    assert client.poll([ghost])["99999999"].state == JobState.UNKNOWN
+
+
+def test_a_reused_job_id_is_not_taken_for_the_job(client: SlurmClient, remote_dir: str) -> None:
+    old = client.submit("#!/bin/bash\ntrue\n", unique("old"), {"output": f"{remote_dir}/%j.out"})
+    wait_finished(client, [old])
+    # The same id, as if the counter had wrapped and this were a job submitted tomorrow.
+    tomorrow = SubmittedJob(old.job_id, old.name, old.submitted_after + timedelta(days=1))
+    assert client.poll([tomorrow])[old.job_id].state == JobState.UNKNOWN
+
+
+def test_cancel_is_one_call_and_ignores_jobs_that_already_ended(client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str) -> None:
+    done = client.submit("#!/bin/bash\ntrue\n", unique("done"), {"output": f"{remote_dir}/%j.out"})
+    wait_finished(client, [done])
+    running = [client.submit("#!/bin/bash\nsleep 60\n", unique("cancel"), {"output": f"{remote_dir}/%j.out"}) for _ in range(3)]
+    recorder.commands.clear()
+    client.cancel([done.job_id, *(j.job_id for j in running)])
+    assert recorder.count("scancel") == 1
+    states = wait_finished(client, running)
+    assert {s.state for s in states.values()} == {JobState.CANCELLED}
+
+
+HOSTILE = "it's `touch {canary}` $(touch {canary}) ; touch {canary} & ünïcødé  spaces $HOME \\"
+
+
+def test_hostile_strings_never_change_the_command(client: SlurmClient, transport: Transport, remote_dir: str) -> None:
+    canary = f"{remote_dir}/pwned"
+    text = HOSTILE.format(canary=canary)
+    body = f"#!/bin/bash\ncat \"$0\" > {shlex.quote(remote_dir)}/script-as-run\n# {text}\n"
+    job = client.submit(body, text, {"comment": text, "output": f"{remote_dir}/%j.out", "time": "00:05:00"})
+    as_queued = transport.run(f"squeue --noheader --jobs={job.job_id} --states=all --format='%j|%k'").stdout
+    assert as_queued == f"{text}|{text}\n"
+    assert wait_finished(client, [job])[job.job_id].succeeded
+    assert transport.run(f"cat {remote_dir}/script-as-run").stdout == body
+    assert not transport.run(f"test -e {canary}").ok
+    # slurmdbd first records a job with a non-ASCII name as "allocation", then corrects it.
+    lab.wait_until(lambda: client.find_by_name([text], job.submitted_after), timeout=30, what="sacct knows the name")
+    assert [j.job_id for j in client.find_by_name([text], job.submitted_after)[text]] == [job.job_id]
+
+
+def test_a_name_with_a_newline_is_refused_before_anything_runs(client: SlurmClient, recorder: lab.RecordingTransport) -> None:
+    with pytest.raises(ValueError, match="control character"):
+        client.submit("#!/bin/bash\ntrue\n", "two\nlines")
+    assert recorder.commands == []
+
+
+def test_the_client_carries_on_while_slurmctld_restarts(client: SlurmClient, transport: Transport, remote_dir: str) -> None:
+    if not isinstance(transport, SSHTransport):
+        pytest.skip("restarting daemons needs root; the SSH run has it")
+    job = client.submit("#!/bin/bash\nsleep 8\n", unique("survivor"), {"output": f"{remote_dir}/%j.out"})
+    restarting = lab.restart_in_background("slurmctld", down_for=5)
+    time.sleep(1)
+    during = client.poll([job])[job.job_id]  # waits for the controller to come back
+    after = client.submit("#!/bin/bash\ntrue\n", unique("after-restart"), {"output": f"{remote_dir}/%j.out"})
+    restarting.join()
+    states = wait_finished(client, [job, after])
+    assert during.state != JobState.UNKNOWN
+    assert states[job.job_id].succeeded and states[after.job_id].succeeded
