@@ -21,10 +21,17 @@ require_root() {
     [ "$(id -u)" = 0 ] || die "run as root (it installs packages and starts daemons): sudo $0"
 }
 
-# pid_alive NAME: the daemon whose pid file the lab owns is running.
+# pid_alive NAME: the daemon whose pid file the lab owns is running. A pid file left by a
+# killed daemon may name a recycled pid, so the process's name must match too.
 pid_alive() {
-    local f=$RUN_DIR/$1.pid
-    [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+    local f=$RUN_DIR/$1.pid pid comm
+    [ -s "$f" ] || return 1
+    pid=$(cat "$f")
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    case "$1:$comm" in
+        mariadb:mariadbd|mariadb:mysqld|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd) return 0 ;;
+        *) return 1 ;;
+    esac
 }
 
 # wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
