@@ -114,3 +114,52 @@ def test_an_unreachable_host_fails_after_the_reconnect_timeout() -> None:
     with pytest.raises(TransportError, match="could not connect .*gave up after retrying"):
         transport.run("true")
     assert time.monotonic() - started < 20
+
+
+def test_a_host_alias_from_ssh_config_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = lab.settings()
+    (tmp_path / ".ssh").mkdir(mode=0o700)
+    (tmp_path / ".ssh/config").write_text(
+        f"Host lab-login\n  HostName {s.host}\n  Port {s.port}\n  User {s.user}\n  IdentityFile {s.key_file}\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    transport = SSHTransport(lab.settings(host="lab-login", port=None, user=None, key_file=None))
+    assert transport.run("id -un").stdout == f"{s.user}\n"
+
+
+def test_a_jump_host_is_verified_and_used(tmp_path: Path) -> None:
+    s = lab.settings()
+    before = lab.sshd_logins()
+    # The lab's sshd is its own bastion: one login to the jump host, one through it.
+    transport = SSHTransport(lab.settings(jump_host=f"{s.user}@{s.host}:{s.port}"))
+    assert transport.run("echo via jump").stdout == "via jump\n"
+    assert lab.sshd_logins() - before == 2
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(TransportError, match="not in .*known_hosts"):
+        SSHTransport(lab.settings(jump_host=f"{s.user}@{s.host}:{s.port}", known_hosts=empty)).run("true")
+
+
+def sshd_drops() -> int:
+    return (lab.lab_dir() / "log/sshd.log").read_text().count("past MaxStartups")
+
+
+def test_a_burst_of_logins_from_many_hosts_is_retried_past_max_startups(tmp_path: Path) -> None:
+    # 40 workers on 40 different hosts (separate login locks) connect at once; sshd's default
+    # MaxStartups (10:30:100) drops some before they authenticate, and they come back later.
+    transports = [SSHTransport(lab.settings(ssh_control_dir=tmp_path / f"host{i}")) for i in range(40)]
+    drops = sshd_drops()
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(lambda t: t.run("echo ok").stdout, transports))
+    assert results == ["ok\n"] * 40
+    assert sum(t.connections_opened for t in transports) == 40
+    print(f"sshd dropped {sshd_drops() - drops} of 40 simultaneous logins")
+
+
+def test_workers_on_one_host_take_turns_logging_in(tmp_path: Path) -> None:
+    transports = [SSHTransport(lab.settings(ssh_control_dir=tmp_path)) for _ in range(40)]
+    drops = sshd_drops()
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(lambda t: t.run("echo ok").stdout, transports))
+    assert results == ["ok\n"] * 40
+    assert sshd_drops() == drops
