@@ -2,8 +2,17 @@
 
 from importlib.metadata import version
 
+from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
 
 __version__ = version("dagster-slurm-launcher")
 
-__all__ = ["SettingsError", "SlurmSettings", "__version__", "load_settings"]
+__all__ = [
+    "SBATCH_TAG",
+    "SettingsError",
+    "SlurmConfigError",
+    "SlurmSettings",
+    "__version__",
+    "load_settings",
+    "slurm_executor",
+]

@@ -1,0 +1,145 @@
+"""The slurm_executor's config schema, and how executor config and op tags become sbatch options."""
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import Array, Bool, Field, Float, Int, Noneable, Permissive, Shape, String
+from dagster._core.execution.retries import get_retries_config
+
+from dagster_slurm_launcher.slurm.client import OptionValue, sbatch_arguments
+
+SBATCH_TAG = "dagster-slurm/sbatch"
+"""Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""
+
+# Options the executor sets itself: a step's identity and where its files go.
+EXECUTOR_OWNED = {"job-name", "output", "error", "chdir", "parsable", "wrap"}
+# Executor config keys that are sbatch options under the same name.
+RESOURCE_KEYS = ("partition", "account", "qos", "time", "cpus_per_task", "mem", "gpus", "constraint", "signal")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _opt(config_type: Any, description: str) -> Field:
+    return Field(Noneable(config_type), is_required=False, default_value=None, description=description)
+
+
+CONFIG_SCHEMA = {
+    "connection": Field(
+        Shape(
+            {
+                "transport": _opt(String, "`ssh` or `local` (default DAGSTER_SLURM_TRANSPORT)."),
+                "host": _opt(String, "Login node or ssh config alias (default DAGSTER_SLURM_HOST)."),
+                "port": _opt(Int, "SSH port (default DAGSTER_SLURM_PORT)."),
+                "user": _opt(String, "Cluster user (default DAGSTER_SLURM_USER)."),
+                "key_file": _opt(String, "Private key (default DAGSTER_SLURM_KEY_FILE)."),
+                "known_hosts": _opt(String, "known_hosts file (default DAGSTER_SLURM_KNOWN_HOSTS)."),
+                "jump_host": _opt(String, "Bastion (default DAGSTER_SLURM_JUMP_HOST)."),
+            }
+        ),
+        is_required=False,
+        description="How to reach the login node; unset keys come from DAGSTER_SLURM_* variables. "
+        "Passwords only come from DAGSTER_SLURM_PASSWORD.",
+    ),
+    "partition": _opt(String, "sbatch --partition."),
+    "account": _opt(String, "sbatch --account."),
+    "qos": _opt(String, "sbatch --qos."),
+    "time": _opt(String, "sbatch --time, e.g. 00:30:00. Only running time counts, never queue time."),
+    "cpus_per_task": _opt(Int, "sbatch --cpus-per-task."),
+    "mem": _opt(String, "sbatch --mem, e.g. 4G."),
+    "gpus": _opt(Int, "sbatch --gpus."),
+    "constraint": _opt(String, "sbatch --constraint."),
+    "signal": _opt(
+        String, "sbatch --signal, e.g. B:USR1@300: signal the step 300 s before its time limit so it can checkpoint."
+    ),
+    "sbatch_options": Field(
+        Permissive(), is_required=False, default_value={},
+        description="Other sbatch long options, passed as given: {'exclusive': True, 'reservation': 'r1'}.",
+    ),
+    "setup": Field(
+        [String], is_required=False, default_value=[],
+        description="Shell lines run before the step, e.g. 'module load python/3.11'.",
+    ),
+    "python": _opt(String, "Python executable on the cluster (default DAGSTER_SLURM_PYTHON)."),
+    "remote_base_dir": _opt(String, "Run folders on the shared filesystem (default DAGSTER_SLURM_REMOTE_BASE_DIR)."),
+    "env_vars": Field(
+        Array(String), is_required=False, default_value=[],
+        description="Environment for the step: 'NAME' copies the run worker's value, 'NAME=value' sets one.",
+    ),
+    "max_concurrent": _opt(Int, "Most steps in Slurm at once for one run (default: no limit)."),
+    "poll_interval": _opt(Float, "Seconds between polls of Slurm and the journals (default DAGSTER_SLURM_POLL_INTERVAL)."),
+    "debug_mode": Field(Bool, is_required=False, default_value=False, description="Keep run folders of successful runs."),
+    "retries": get_retries_config(),
+}
+
+
+class SlurmConfigError(ValueError):
+    """Executor config or an op's tag is invalid; nothing was submitted."""
+
+
+@dataclass(frozen=True)
+class StepResources:
+    """The sbatch options of the executor config, before any op's tag."""
+
+    options: Mapping[str, OptionValue]
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any]) -> "StepResources":
+        options: dict[str, OptionValue] = {k: config[k] for k in RESOURCE_KEYS if config.get(k) is not None}
+        options.update(config.get("sbatch_options") or {})
+        return StepResources(_checked(options, "executor config sbatch options"))
+
+    def for_step(self, step_key: str, tags: Mapping[str, str]) -> dict[str, OptionValue]:
+        """The executor's options overridden by the step's ``dagster-slurm/sbatch`` tag."""
+        merged = _normalized(self.options)
+        if SBATCH_TAG in tags:
+            merged.update(_normalized(parse_sbatch_tag(step_key, tags[SBATCH_TAG])))
+        return merged
+
+
+def parse_sbatch_tag(step_key: str, raw: str) -> dict[str, OptionValue]:
+    where = f"tag {SBATCH_TAG!r} of step {step_key!r}"
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise SlurmConfigError(f"{where} is not a dict of sbatch options: {raw!r}") from None
+    if not isinstance(value, dict):
+        raise SlurmConfigError(f"{where} must be a dict of sbatch options, e.g. {{'mem': '8G'}}; got {raw!r}")
+    return _checked(value, where)
+
+
+def _normalized(options: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
+    return {key.replace("_", "-"): value for key, value in options.items()}
+
+
+def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
+    for key, value in options.items():
+        if not isinstance(value, (str, int, float, bool)) and value is not None:
+            raise SlurmConfigError(f"{where}: sbatch option {key!r} must be a string, number or boolean; got {value!r}")
+        if key.replace("_", "-") in EXECUTOR_OWNED:
+            raise SlurmConfigError(
+                f"{where}: sbatch option {key!r} is set by the executor (job names identify steps; "
+                "output goes to the step's folder); remove it"
+            )
+    try:
+        sbatch_arguments(options)
+    except ValueError as exc:
+        raise SlurmConfigError(f"{where}: {exc}") from None
+    return dict(options)
+
+
+def step_environment(env_vars: list[str], environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Resolve ``env_vars`` config entries: ``NAME`` (from ``environ``) or ``NAME=value``."""
+    resolved = {}
+    for item in env_vars:
+        name, sep, value = item.partition("=")
+        if not _ENV_NAME.fullmatch(name):
+            raise SlurmConfigError(f"env_vars entry {item!r}: {name!r} is not an environment variable name")
+        if not sep:
+            if name not in environ:
+                raise SlurmConfigError(f"env_vars entry {name!r} is not set in the run worker's environment")
+            value = environ[name]
+        resolved[name] = value
+    return resolved

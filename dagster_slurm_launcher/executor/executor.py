@@ -1,0 +1,97 @@
+"""slurm_executor: Dagster's step-delegating executor with a Slurm step handler."""
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from dagster import DagsterInstance, Executor, InitExecutorContext, executor, multiple_process_executor_requirements
+from dagster._core.events import DagsterEvent
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode
+from dagster._core.executor.step_delegating import StepDelegatingExecutor
+
+from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA, SBATCH_TAG, StepResources, parse_sbatch_tag, step_environment
+from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
+from dagster_slurm_launcher.settings import load_settings
+from dagster_slurm_launcher.slurm import SlurmClient
+from dagster_slurm_launcher.transport import make_transport
+
+
+class SlurmExecutor(StepDelegatingExecutor):
+    """Runs each step as a Slurm job and relays the steps' journals into the instance."""
+
+    def __init__(self, step_handler: SlurmStepHandler, debug_mode: bool, **kwargs: Any) -> None:
+        super().__init__(step_handler, **kwargs)
+        self._slurm = step_handler
+        self._debug_mode = debug_mode
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        # Every step's tag is checked before the first job is submitted.
+        for step in execution_plan.steps:
+            if SBATCH_TAG in step.tags:
+                parse_sbatch_tag(step.key, step.tags[SBATCH_TAG])
+        self._slurm.start(plan_context)
+        failed = False
+        for event in super().execute(plan_context, execution_plan):
+            failed = failed or event.is_step_failure
+            yield event
+        if not failed and not self._debug_mode:
+            self._slurm.remove_run_folder(plan_context.dagster_run)
+
+    def _pop_events(self, instance: DagsterInstance, run_id: str, seen_storage_ids: set[int]) -> Sequence[DagsterEvent]:
+        # StepDelegatingExecutor.execute calls this once per loop iteration while steps are in
+        # flight, to read new events from the event log: relaying the journals just before keeps
+        # the whole run worker single-threaded.
+        self._slurm.relay.poll_if_due()
+        return super()._pop_events(instance, run_id, seen_storage_ids)
+
+
+@executor(
+    name="slurm",
+    config_schema=CONFIG_SCHEMA,
+    requirements=multiple_process_executor_requirements(),
+)
+def slurm_executor(init_context: InitExecutorContext) -> Executor:
+    """Run each step of a job as its own Slurm job, submitted over SSH or on the login node.
+
+    Settings not given in the config come from ``DAGSTER_SLURM_*`` environment variables.
+    An op or asset can override the sbatch options with a tag::
+
+        @asset(op_tags={"dagster-slurm/sbatch": {"cpus_per_task": 8, "mem": "32G", "time": "04:00:00"}})
+
+    Example:
+        .. code-block:: python
+
+            defs = Definitions(
+                assets=[...],
+                executor=slurm_executor.configured({"partition": "debug", "time": "00:30:00"}),
+            )
+    """
+    config = init_context.executor_config
+    overrides = {k: v for k, v in (config.get("connection") or {}).items() if v is not None}
+    for key in ("python", "remote_base_dir", "poll_interval"):
+        if config.get(key) is not None:
+            overrides[key] = config[key]
+    settings = load_settings(**overrides)
+    client = SlurmClient(make_transport(settings), retry_timeout=settings.reconnect_timeout)
+    base_dir = settings.remote_base_dir
+    if not base_dir.startswith("/"):
+        home = client.transport.run('printf %s "$HOME"').stdout
+        base_dir = f"{home}/{base_dir}"
+    handler = SlurmStepHandler(
+        client=client,
+        resources=StepResources.from_config(config),
+        base_dir=base_dir,
+        python=settings.python,
+        setup=config["setup"],
+        env=step_environment(config["env_vars"]),
+        poll_interval=settings.poll_interval,
+    )
+    return SlurmExecutor(
+        handler,
+        debug_mode=config["debug_mode"],
+        retries=RetryMode.from_config(config["retries"]),
+        max_concurrent=config.get("max_concurrent"),
+        sleep_seconds=min(1.0, settings.poll_interval),
+        check_step_health_interval_seconds=max(1, int(settings.poll_interval)),
+    )

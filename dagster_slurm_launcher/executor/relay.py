@@ -1,0 +1,141 @@
+"""The relay: brings each step's Slurm state and journal into the Dagster instance.
+
+Every poll costs one Slurm status query for all steps (squeue, plus sacct for finished jobs)
+and then one command that reads the new bytes of every journal. Slurm is asked first: a job
+that had ended before its journal was read has no more events to write, so after that read
+the step is *drained* and its outcome is final.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from dagster import DagsterInstance
+from dagster._core.definitions.metadata import MetadataValue
+from dagster._core.events import DagsterEventType, EngineEventData
+from dagster._core.storage.dagster_run import DagsterRun
+
+from dagster_slurm_launcher.journal import JOURNAL_FILE, parse_journals_output, parse_records, read_journals_command
+from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SubmittedJob
+
+log = get_logger(__name__)
+
+_OUTCOMES = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
+# A job that neither squeue nor sacct knows for this long is taken as lost.
+UNKNOWN_GRACE_SECONDS = 120.0
+
+
+@dataclass
+class TrackedStep:
+    """One submission of a step, and how far its journal has been relayed."""
+
+    step_key: str
+    job: SubmittedJob
+    folder: str
+    journal_offset: int = 0
+    relayed_seq: int = 0
+    outcome: DagsterEventType | None = None
+    info: JobInfo | None = None
+    drained: bool = False
+    reported: str | None = None
+    unknown_since: float | None = None
+    failed_stderr: str | None = field(default=None, repr=False)
+
+    @property
+    def journal(self) -> str:
+        return f"{self.folder}/{JOURNAL_FILE}"
+
+
+class Relay:
+    """Tracks a run's steps in Slurm and relays their journals into ``instance`` exactly once."""
+
+    def __init__(self, client: SlurmClient, instance: DagsterInstance, run: DagsterRun, poll_interval: float) -> None:
+        self._client = client
+        self._instance = instance
+        self._run = run
+        self._poll_interval = poll_interval
+        self._last_poll = 0.0
+        self.steps: dict[str, TrackedStep] = {}
+
+    def track(self, step: TrackedStep) -> None:
+        self.steps[step.step_key] = step  # a retry of a step replaces its earlier submission
+
+    def poll_if_due(self) -> None:
+        if time.monotonic() - self._last_poll >= self._poll_interval:
+            self.poll()
+
+    def poll(self) -> None:
+        self._last_poll = time.monotonic()
+        active = [s for s in self.steps.values() if not s.drained]
+        if not active:
+            return
+        waiting = [s for s in active if not (s.info and s.info.is_terminal)]
+        if waiting:
+            states = self._client.poll([s.job for s in waiting])
+            for step in waiting:
+                self._update_state(step, states[step.job.job_id])
+        ended_before_read = [s for s in active if s.info and s.info.is_terminal]
+        self._read_journals(active)
+        for step in ended_before_read:
+            step.drained = True
+            self._report_accounting(step)
+
+    def _update_state(self, step: TrackedStep, info: JobInfo) -> None:
+        step.info = info
+        if info.state == JobState.UNKNOWN:
+            step.unknown_since = step.unknown_since or time.monotonic()
+            return
+        step.unknown_since = None
+        if info.state == JobState.PENDING:
+            summary = f"PENDING ({info.reason})" if info.reason else "PENDING"
+        elif info.state == JobState.RUNNING:
+            summary = f"RUNNING on {info.node_list}"
+        else:
+            summary = info.state.value
+        if summary != step.reported and not info.is_terminal:
+            step.reported = summary
+            self._engine_event(step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)})
+
+    def _read_journals(self, steps: list[TrackedStep]) -> None:
+        reads = [(s.journal, s.journal_offset) for s in steps]
+        result = self._client.transport.run(read_journals_command(reads))
+        if not result.ok:
+            log.warning("could not read journals", stderr=result.stderr.strip())
+            return
+        by_journal = {s.journal: s for s in steps}
+        for read in parse_journals_output(reads, result.stdout):
+            if read.data is None:
+                continue
+            step = by_journal[read.path]
+            records, consumed = parse_records(read.data)
+            step.journal_offset += consumed
+            for record in records:
+                if record.seq <= step.relayed_seq:
+                    continue
+                self._instance.handle_new_event(record.entry)
+                step.relayed_seq = record.seq
+                if record.entry.dagster_event_type in _OUTCOMES:
+                    step.outcome = record.entry.dagster_event_type
+
+    def _report_accounting(self, step: TrackedStep) -> None:
+        info = step.info
+        assert info is not None
+        metadata = {
+            "slurm_job_id": MetadataValue.text(step.job.job_id),
+            "slurm_state": MetadataValue.text(info.state.value + (f" {info.reason}" if info.reason else "")),
+            "exit_code": MetadataValue.text(":".join(map(str, info.exit_code)) if info.exit_code else "unknown"),
+        }
+        if info.elapsed is not None:
+            metadata["elapsed_seconds"] = MetadataValue.float(info.elapsed.total_seconds())
+        if info.max_rss_bytes is not None:
+            metadata["max_rss_mib"] = MetadataValue.float(round(info.max_rss_bytes / 2**20, 1))
+        if info.node_list:
+            metadata["node_list"] = MetadataValue.text(info.node_list)
+        if info.cpu_efficiency is not None:
+            metadata["cpu_efficiency"] = MetadataValue.float(round(info.cpu_efficiency, 3))
+        self._engine_event(step, f"Slurm job {step.job.job_id} ended {info.state.value}", metadata)
+
+    def _engine_event(self, step: TrackedStep, message: str, metadata: dict) -> None:
+        self._instance.report_engine_event(
+            message, self._run, EngineEventData(metadata=metadata), step_key=step.step_key
+        )

@@ -1,0 +1,216 @@
+"""SlurmStepHandler: Dagster's StepHandler for Slurm. Each step is one sbatch job."""
+
+import json
+import shlex
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from dagster import JobDefinition
+from dagster._core.definitions.metadata import MetadataValue
+from dagster._core.definitions.partitions.definition import DynamicPartitionsDefinition, MultiPartitionsDefinition
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.executor.step_delegating.step_handler.base import (
+    CheckStepHealthResult,
+    StepHandler,
+    StepHandlerContext,
+)
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._record import copy
+from dagster._serdes import serialize_value
+
+from dagster_slurm_launcher.executor.config import StepResources
+from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
+from dagster_slurm_launcher.executor.script import render_script
+from dagster_slurm_launcher.naming import job_name, run_folder, step_folder
+from dagster_slurm_launcher.slurm import JobState, SlurmClient
+from dagster_slurm_launcher.worker import PAYLOAD_FILE
+
+
+class SlurmStepHandler(StepHandler):
+    """Submits each step as an sbatch job and relays its events back through its journal.
+
+    Args:
+        client: the Slurm client (and, through it, the transport to the login node).
+        resources: the executor's sbatch options; a step's ``dagster-slurm/sbatch`` tag overrides them.
+        base_dir: absolute run-folder root on the cluster's shared filesystem.
+        python: the Python executable on the compute nodes.
+        setup: shell lines run before each step.
+        env: environment variables exported to each step.
+        poll_interval: seconds between polls of Slurm and the journals.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: SlurmClient,
+        resources: StepResources,
+        base_dir: str,
+        python: str,
+        setup: Sequence[str],
+        env: Mapping[str, str],
+        poll_interval: float,
+    ) -> None:
+        self._client = client
+        self._resources = resources
+        self._base_dir = base_dir
+        self._python = python
+        self._setup = list(setup)
+        self._env = dict(env)
+        self._poll_interval = poll_interval
+        self._relay: Relay | None = None
+        self._dynamic_partitions: set[str] = set()
+        self._cancelled = False
+
+    @property
+    def name(self) -> str:
+        return "SlurmStepHandler"
+
+    def start(self, plan_context: PlanOrchestrationContext) -> None:
+        """Begin a run: called by the executor before the first step is launched."""
+        self._relay = Relay(self._client, plan_context.instance, plan_context.dagster_run, self._poll_interval)
+        self._dynamic_partitions = _dynamic_partitions(plan_context.reconstructable_job.get_definition())
+
+    @property
+    def relay(self) -> Relay:
+        assert self._relay is not None, "SlurmStepHandler.start was not called"
+        return self._relay
+
+    def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
+        step_key = _single_step_key(step_handler_context)
+        run = step_handler_context.dagster_run
+        args = step_handler_context.execute_step_args
+        root_run_id = run.root_run_id or run.run_id
+        attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
+        folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt)
+        name = job_name(root_run_id, step_key)
+        step_context = step_handler_context.get_step_context(step_key)
+
+        transport = self._client.transport
+        payload = _payload(step_handler_context, self._base_dir, self._dynamic_partitions)
+        transport.write_file(f"{folder}/{PAYLOAD_FILE}", payload.encode())
+        transport.write_file(
+            f"{folder}/meta.json",
+            json.dumps({"step_key": step_key, "run_id": run.run_id, "root_run_id": root_run_id,
+                        "job_name": name, "attempt": attempt}).encode(),
+        )
+        working_directory = run.job_code_origin.repository_origin.code_pointer.working_directory if run.job_code_origin else None
+        script = render_script(
+            setup=self._setup, env=self._env, working_directory=working_directory,
+            python=self._python, step_folder=folder,
+        )
+        options = self._resources.for_step(step_key, step_handler_context.step_tags[step_key])
+        options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder})
+        job = self._client.submit(script, name, options)
+        self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder))
+        yield DagsterEvent.step_worker_starting(
+            step_context,
+            f"Submitted step {step_key} as Slurm job {job.job_id}.",
+            metadata={
+                "slurm_job_id": MetadataValue.text(job.job_id),
+                "slurm_job_name": MetadataValue.text(name),
+                "step_folder": MetadataValue.path(folder),
+                **{f"sbatch_{k}": MetadataValue.text(str(v)) for k, v in options.items() if k not in {"output", "error", "chdir"}},
+            },
+        )
+
+    def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
+        step_key = _single_step_key(step_handler_context)
+        step = self.relay.steps.get(step_key)
+        if step is None or step.outcome is not None:
+            return CheckStepHealthResult.healthy()
+        if step.drained:
+            return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
+        if step.unknown_since is not None and time.monotonic() - step.unknown_since > UNKNOWN_GRACE_SECONDS:
+            return CheckStepHealthResult.unhealthy(
+                f"Slurm job {step.job.job_id} is neither in squeue nor in sacct after {UNKNOWN_GRACE_SECONDS:.0f}s"
+            )
+        return CheckStepHealthResult.healthy()
+
+    def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
+        # The executor terminates running steps one call each; one scancel covers all of them.
+        if self._cancelled or self._relay is None:
+            return
+        self._cancelled = True
+        jobs = [s.job.job_id for s in self._relay.steps.values() if not s.drained]
+        if jobs:
+            self._client.cancel(jobs)
+            step_handler_context.instance.report_engine_event(
+                f"Cancelled Slurm jobs {', '.join(jobs)}",
+                step_handler_context.dagster_run,
+                EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
+            )
+        yield from ()
+
+    def remove_run_folder(self, run: DagsterRun) -> None:
+        """Remove the run's folder on the cluster, in the background there."""
+        folder = run_folder(self._base_dir, run.root_run_id or run.run_id, run.run_id)
+        self._client.transport.run(f"nohup rm -rf -- {shlex.quote(folder)} >/dev/null 2>&1 &")
+
+    def _explain_missing_outcome(self, step: TrackedStep) -> str:
+        info = step.info
+        assert info is not None
+        job = f"Slurm job {step.job.job_id}"
+        if info.state == JobState.TIMEOUT:
+            return f"{job} reached its time limit ({info.time_limit}) and was killed. Raise `time` in the executor config or the step's dagster-slurm/sbatch tag."
+        if info.state == JobState.OUT_OF_MEMORY:
+            return f"{job} ran out of memory (requested {_tres(info.req_tres, 'mem')}; peak {_mib(info.max_rss_bytes)}) and was killed. Raise `mem` in the executor config or the step's dagster-slurm/sbatch tag."
+        if info.state == JobState.CANCELLED:
+            return f"{job} was cancelled{' ' + info.reason if info.reason else ''} before the step finished."
+        if info.state == JobState.NODE_FAIL:
+            return f"{job} was lost when node {info.node_list} failed."
+        stderr = self._client.transport.run(f"tail -n 20 {shlex.quote(step.folder + '/stderr')}").stdout.strip()
+        code = ":".join(map(str, info.exit_code)) if info.exit_code else "unknown"
+        return (
+            f"{job} ended {info.state.value} (exit code {code}) without reporting the step's outcome: the step "
+            f"worker did not start or crashed. Last lines of {step.folder}/stderr:\n{stderr or '(empty)'}"
+        )
+
+
+def _single_step_key(step_handler_context: StepHandlerContext) -> str:
+    keys = step_handler_context.execute_step_args.step_keys_to_execute
+    assert keys is not None and len(keys) == 1, "the Slurm step handler launches one step per job"
+    return keys[0]
+
+
+def _payload(step_handler_context: StepHandlerContext, base_dir: str, dynamic_partitions: set[str]) -> str:
+    """What the step worker needs, including what it could not read from the instance itself."""
+    run = step_handler_context.dagster_run
+    instance = step_handler_context.instance
+    # The instance ref can hold database credentials; the worker never uses it.
+    args = copy(step_handler_context.execute_step_args, instance_ref=None)
+    plan_snapshot = None
+    if run.has_repository_load_data and run.execution_plan_snapshot_id:
+        plan_snapshot = serialize_value(instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
+    payload: dict[str, Any] = {
+        "args": serialize_value(args),
+        "run": serialize_value(run),
+        "execution_plan_snapshot": plan_snapshot,
+        "storage_dir": f"{base_dir}/storage",
+        "dynamic_partitions": {name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
+    }
+    return json.dumps(payload)
+
+
+def _dynamic_partitions(job_def: JobDefinition) -> set[str]:
+    """Names of the dynamic partition sets a job's assets use (compute nodes cannot query them)."""
+    defs = [job_def.partitions_def] + [node.partitions_def for node in job_def.asset_layer.asset_graph.asset_nodes]
+    names = set()
+    for partitions_def in defs:
+        dims = [d.partitions_def for d in partitions_def.partitions_defs] if isinstance(partitions_def, MultiPartitionsDefinition) else [partitions_def]
+        names.update(d.name for d in dims if isinstance(d, DynamicPartitionsDefinition) and d.name)
+    return names
+
+
+def _tres(tres: str | None, key: str) -> str:
+    for item in (tres or "").split(","):
+        name, _, value = item.partition("=")
+        if name == key:
+            return value
+    return "unknown"
+
+
+def _mib(size: int | None) -> str:
+    return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
+

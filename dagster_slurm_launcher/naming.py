@@ -1,0 +1,37 @@
+"""Deterministic Slurm job names and step folders.
+
+A job name is derived from the root run id and the step key, so that any later run in the
+same lineage (a resumed run, a retry, a re-execution) can find a step's job again by name.
+Step keys can be long and contain ``[``, ``]``, ``.`` or quotes, so they are hashed; the full
+identity is kept in the step folder's ``meta.json``.
+"""
+
+import hashlib
+import re
+
+JOB_NAME_PREFIX = "dagster"
+_JOB_NAME = re.compile(rf"{JOB_NAME_PREFIX}-(?P<root_run_id>[0-9a-f-]{{36}})-(?P<step_hash>[0-9a-f]{{16}})")
+
+
+def step_hash(step_key: str) -> str:
+    return hashlib.sha256(step_key.encode()).hexdigest()[:16]
+
+
+def job_name(root_run_id: str, step_key: str) -> str:
+    """``dagster-<root run id>-<16 hex digits of the step key's sha256>`` (70 ASCII bytes)."""
+    return f"{JOB_NAME_PREFIX}-{root_run_id}-{step_hash(step_key)}"
+
+
+def parse_job_name(name: str) -> tuple[str, str] | None:
+    """``(root_run_id, step_hash)`` of a name made by :func:`job_name`, else ``None``."""
+    match = _JOB_NAME.fullmatch(name)
+    return (match["root_run_id"], match["step_hash"]) if match else None
+
+
+def run_folder(base_dir: str, root_run_id: str, run_id: str) -> str:
+    return f"{base_dir}/runs/{root_run_id}/{run_id}"
+
+
+def step_folder(base_dir: str, root_run_id: str, run_id: str, step_key: str, attempt: int) -> str:
+    """One folder per submission: a retried step (RetryPolicy) gets a fresh one."""
+    return f"{run_folder(base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}"

@@ -1,0 +1,98 @@
+"""The step worker: runs one Dagster step on a compute node, with no access to the instance.
+
+Run by the sbatch script as ``python -m dagster_slurm_launcher.worker STEP_FOLDER``. It reads
+the step's arguments from ``STEP_FOLDER/step.json`` (written by the executor), executes the
+step through Dagster's own step entry point against a private in-memory instance, and writes
+every event that instance stores to the journal ``STEP_FOLDER/events.jsonl``.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from dagster import DagsterInstance
+from dagster._cli.api import _execute_step_command_body
+from dagster._core.events.log import EventLogEntry
+from dagster._core.instance import InstanceType
+from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+from dagster._core.run_coordinator import DefaultRunCoordinator
+from dagster._core.snap import ExecutionPlanSnapshot
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+from dagster._core.storage.root import LocalArtifactStorage
+from dagster._core.storage.runs import InMemoryRunStorage
+from dagster._grpc.types import ExecuteStepArgs
+from dagster._serdes import deserialize_value
+
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter
+
+PAYLOAD_FILE = "step.json"
+
+
+class JournalingEventLogStorage(InMemoryEventLogStorage):
+    """Stores events in memory (the step reads some back) and appends each to the journal first."""
+
+    def __init__(self, journal: JournalWriter) -> None:
+        super().__init__()
+        self._journal = journal
+
+    def store_event(self, event: EventLogEntry) -> None:
+        self._journal.append(event)
+        super().store_event(event)
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        for event in events:
+            self.store_event(event)
+
+
+def worker_instance(journal: JournalWriter, storage_dir: str) -> DagsterInstance:
+    """An instance whose event log is the journal; outputs of the default IO manager go to
+    ``storage_dir`` on the shared filesystem, as they would go to ``$DAGSTER_HOME/storage``."""
+    return DagsterInstance(
+        instance_type=InstanceType.EPHEMERAL,
+        local_artifact_storage=LocalArtifactStorage(storage_dir),
+        run_storage=InMemoryRunStorage(),
+        event_storage=JournalingEventLogStorage(journal),
+        compute_log_manager=NoOpComputeLogManager(),
+        run_coordinator=DefaultRunCoordinator(),
+        run_launcher=SyncInMemoryRunLauncher(),
+    )
+
+
+def run_step(step_folder: str) -> None:
+    with open(os.path.join(step_folder, PAYLOAD_FILE)) as f:
+        payload = json.load(f)
+    args = deserialize_value(payload["args"], ExecuteStepArgs)
+    run = deserialize_value(payload["run"], DagsterRun)
+    journal = JournalWriter(os.path.join(step_folder, JOURNAL_FILE))
+    try:
+        with worker_instance(journal, payload["storage_dir"]) as instance:
+            plan_snapshot_id = None
+            if payload.get("execution_plan_snapshot"):
+                # Runs with repository load data (cacheable assets) read it from their plan snapshot.
+                snapshot = deserialize_value(payload["execution_plan_snapshot"], ExecutionPlanSnapshot)
+                plan_snapshot_id = instance.run_storage.add_execution_plan_snapshot(snapshot)
+            # The job snapshot lives in the real instance only; executing a step does not need it.
+            run = run._replace(job_snapshot_id=None, execution_plan_snapshot_id=plan_snapshot_id)
+            instance.add_run(run)
+            for partitions_def_name, keys in payload["dynamic_partitions"].items():
+                instance.add_dynamic_partitions(partitions_def_name, keys)
+            for _ in _execute_step_command_body(args, instance, run):
+                pass
+    finally:
+        journal.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m dagster_slurm_launcher.worker STEP_FOLDER", file=sys.stderr)
+        return 2
+    run_step(argv[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
