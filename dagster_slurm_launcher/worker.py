@@ -8,6 +8,7 @@ every event that instance stores to the journal ``STEP_FOLDER/events.jsonl``.
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage
 from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import deserialize_value
+from dagster._utils import interrupts
 
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter
 
@@ -61,6 +63,24 @@ def worker_instance(journal: JournalWriter, storage_dir: str) -> DagsterInstance
     )
 
 
+def _exit_without_outcome(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def leave_sigterm_to_slurm() -> None:
+    """Make SIGTERM end the worker without recording a step outcome.
+
+    Slurm sends SIGTERM at the time limit, on scancel and on preemption; the job's end state
+    (TIMEOUT, CANCELLED, PREEMPTED) then says why the step ended, and the executor fails the
+    step with that reason. Dagster would instead turn SIGTERM into a step failure: each time
+    it swaps its SIGINT handler, ``dagster._utils.interrupts._replace_interrupt_signal``
+    re-maps SIGTERM onto it through ``setup_interrupt_handlers``, which is disabled here.
+    Checkpointing before the limit uses ``--signal`` (the executor's ``signal`` option).
+    """
+    interrupts.setup_interrupt_handlers = lambda: None
+    signal.signal(signal.SIGTERM, _exit_without_outcome)
+
+
 def run_step(step_folder: str) -> None:
     with open(os.path.join(step_folder, PAYLOAD_FILE)) as f:
         payload = json.load(f)
@@ -90,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m dagster_slurm_launcher.worker STEP_FOLDER", file=sys.stderr)
         return 2
+    leave_sigterm_to_slurm()
     run_step(argv[0])
     return 0
 

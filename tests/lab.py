@@ -89,3 +89,39 @@ class RecordingTransport(Transport):
 
     def count(self, program: str) -> int:
         return sum(1 for c in self.commands if re.match(rf"(TZ=UTC )?{program}\b", c))
+
+
+def shared_dir() -> Path:
+    return Path(os.environ["DAGSTER_SLURM_LAB_SHARED_DIR"])
+
+
+def cluster_user_can_read(path: Path) -> bool:
+    user = os.environ["DAGSTER_SLURM_LAB_USER"]
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-r", str(path)]).returncode == 0
+
+
+def slurm_jobs_of_run(root_run_id: str) -> list[dict[str, str]]:
+    """Every Slurm job (sacct, all states) whose name says it belongs to the root run."""
+    out = subprocess.run(
+        ["sacct", "--allusers", "-X", "-P", "-n", "-D", "--starttime=now-1days",
+         "--format=JobID,JobName,State,AllocCPUS,ReqMem,Timelimit,Partition,ExitCode"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    keys = ["job_id", "name", "state", "cpus", "req_mem", "time_limit", "partition", "exit_code"]
+    rows = [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line]
+    return [r for r in rows if r["name"].startswith(f"dagster-{root_run_id}-")]
+
+
+_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) -> list[dict[str, str]]:
+    """The run's jobs once accounting lists at least ``at_least`` of them and all have ended.
+
+    A run ends when its last step's outcome is relayed; that step's job may still be exiting.
+    """
+    def settled() -> list[dict[str, str]] | None:
+        jobs = slurm_jobs_of_run(root_run_id)
+        return jobs if len(jobs) >= at_least and all(j["state"].split()[0] in _ENDED for j in jobs) else None
+
+    return wait_until(settled, timeout, what=f"{at_least} ended Slurm jobs for run {root_run_id}")  # type: ignore[return-value]

@@ -17,6 +17,10 @@ from dagster_slurm_launcher.slurm import SlurmClient
 from dagster_slurm_launcher.transport import make_transport
 
 
+# How long a finished run waits for its last jobs to exit, to report their accounting.
+DRAIN_SECONDS = 60.0
+
+
 class SlurmExecutor(StepDelegatingExecutor):
     """Runs each step as a Slurm job and relays the steps' journals into the instance."""
 
@@ -35,6 +39,7 @@ class SlurmExecutor(StepDelegatingExecutor):
         for event in super().execute(plan_context, execution_plan):
             failed = failed or event.is_step_failure
             yield event
+        self._slurm.relay.drain(timeout=DRAIN_SECONDS)
         if not failed and not self._debug_mode:
             self._slurm.remove_run_folder(plan_context.dagster_run)
 

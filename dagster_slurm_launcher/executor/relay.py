@@ -17,6 +17,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster_slurm_launcher.journal import JOURNAL_FILE, parse_journals_output, parse_records, read_journals_command
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SubmittedJob
+from dagster_slurm_launcher.slurm.client import OptionValue
 
 log = get_logger(__name__)
 
@@ -32,6 +33,8 @@ class TrackedStep:
     step_key: str
     job: SubmittedJob
     folder: str
+    options: dict[str, OptionValue] = field(default_factory=dict)
+    """The sbatch options the job was submitted with (what it requested)."""
     journal_offset: int = 0
     relayed_seq: int = 0
     outcome: DagsterEventType | None = None
@@ -59,6 +62,17 @@ class Relay:
 
     def track(self, step: TrackedStep) -> None:
         self.steps[step.step_key] = step  # a retry of a step replaces its earlier submission
+
+    def drain(self, timeout: float) -> None:
+        """Keep polling until every step's job has ended and its journal was read to the end.
+
+        A run ends when its last outcome is relayed; the job that reported it is usually still
+        exiting. Draining reports its accounting and relays any last events.
+        """
+        deadline = time.monotonic() + timeout
+        while any(not s.drained for s in self.steps.values()) and time.monotonic() < deadline:
+            time.sleep(max(0.0, self._poll_interval - (time.monotonic() - self._last_poll)))
+            self.poll()
 
     def poll_if_due(self) -> None:
         if time.monotonic() - self._last_poll >= self._poll_interval:

@@ -103,7 +103,7 @@ class SlurmStepHandler(StepHandler):
         options = self._resources.for_step(step_key, step_handler_context.step_tags[step_key])
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder})
         job = self._client.submit(script, name, options)
-        self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder))
+        self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
         yield DagsterEvent.step_worker_starting(
             step_context,
             f"Submitted step {step_key} as Slurm job {job.job_id}.",
@@ -146,21 +146,27 @@ class SlurmStepHandler(StepHandler):
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
         folder = run_folder(self._base_dir, run.root_run_id or run.run_id, run.run_id)
-        self._client.transport.run(f"nohup rm -rf -- {shlex.quote(folder)} >/dev/null 2>&1 &")
+        root = shlex.quote(folder.rsplit("/", 1)[0])
+        # The root run's folder goes too once no run of its lineage has a folder left in it.
+        self._client.transport.run(
+            f"nohup sh -c 'rm -rf -- \"$1\"; rmdir -- \"$2\" 2>/dev/null' sh {shlex.quote(folder)} {root} >/dev/null 2>&1 &"
+        )
 
     def _explain_missing_outcome(self, step: TrackedStep) -> str:
         info = step.info
         assert info is not None
         job = f"Slurm job {step.job.job_id}"
         if info.state == JobState.TIMEOUT:
-            return f"{job} reached its time limit ({info.time_limit}) and was killed. Raise `time` in the executor config or the step's dagster-slurm/sbatch tag."
-        if info.state == JobState.OUT_OF_MEMORY:
-            return f"{job} ran out of memory (requested {_tres(info.req_tres, 'mem')}; peak {_mib(info.max_rss_bytes)}) and was killed. Raise `mem` in the executor config or the step's dagster-slurm/sbatch tag."
+            return f"{job} reached its time limit ({step.options.get('time') or info.time_limit}) and was killed. Raise `time` in the executor config or the step's dagster-slurm/sbatch tag."
         if info.state == JobState.CANCELLED:
             return f"{job} was cancelled{' ' + info.reason if info.reason else ''} before the step finished."
         if info.state == JobState.NODE_FAIL:
             return f"{job} was lost when node {info.node_list} failed."
         stderr = self._client.transport.run(f"tail -n 20 {shlex.quote(step.folder + '/stderr')}").stdout.strip()
+        # With JobAcctGatherParams=OverMemoryKill a job killed for memory ends FAILED (signal 9),
+        # not OUT_OF_MEMORY; slurmstepd says why in the job's stderr.
+        if info.state == JobState.OUT_OF_MEMORY or "exceeded memory limit" in stderr or "oom-kill" in stderr:
+            return f"{job} ran out of memory (requested {step.options.get('mem') or _tres(info.req_tres, 'mem')}; peak {_mib(info.max_rss_bytes)}) and was killed. Raise `mem` in the executor config or the step's dagster-slurm/sbatch tag."
         code = ":".join(map(str, info.exit_code)) if info.exit_code else "unknown"
         return (
             f"{job} ended {info.state.value} (exit code {code}) without reporting the step's outcome: the step "

@@ -8,6 +8,9 @@ LAB_DIR=${DAGSTER_SLURM_LAB_DIR:-/var/lib/dagster-slurm-lab}
 LAB_USER=${DAGSTER_SLURM_LAB_USER:-dslab}
 LAB_SSH_PORT=${DAGSTER_SLURM_LAB_SSH_PORT:-2222}
 LAB_VENV=${DAGSTER_SLURM_LAB_VENV:-/opt/dagster-slurm-lab/venv}
+# Stands for the cluster's shared filesystem: code locations and IO manager files the
+# cluster user can read (and, under io/ and markers/, write).
+LAB_SHARED=${DAGSTER_SLURM_LAB_SHARED_DIR:-/opt/dagster-slurm-lab/shared}
 LAB_CLUSTER=lab
 LAB_MARKER="# managed by dagster-slurm-launcher deploy/lab"
 LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -1,0 +1,197 @@
+"""slurm_executor on the lab cluster: every step an sbatch job, running as the cluster user,
+with the Dagster instance in a directory that user cannot read (so events can only arrive
+through the journal)."""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, execute_job, instance_for_test
+from dagster._core.execution.job_execution_result import JobExecutionResult
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.events import DagsterEventType
+
+
+from tests import lab
+
+pytestmark = pytest.mark.lab
+
+JOBS = Path(__file__).parent / "jobs"
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(mode=0o700)
+    with instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def code_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The test jobs as a code location on the shared filesystem, the working directory."""
+    path = lab.shared_dir() / "code" / uuid.uuid4().hex[:12]
+    shutil.copytree(JOBS, path)
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    monkeypatch.chdir(path)
+    yield path
+    shutil.rmtree(path)
+
+
+def run(code_dir: Path, module: str, job: str, instance: DagsterInstance, **kwargs: object) -> JobExecutionResult:
+    return execute_job(ReconstructableJob.for_file(str(code_dir / module), job), instance, **kwargs)
+
+
+def events_of(instance: DagsterInstance, run_id: str, event_type: DagsterEventType) -> list:
+    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=event_type).records]
+
+
+def messages(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id)]
+
+
+def test_an_asset_graph_runs_every_step_as_its_own_slurm_job(code_dir: Path, instance: DagsterInstance, tmp_path: Path) -> None:
+    assert not lab.cluster_user_can_read(tmp_path / "dagster_home")
+    result = run(code_dir, "assets_graph.py", "all_assets", instance)
+    assert result.success
+    jobs = lab.settled_jobs_of_run(result.run_id, 6)
+    assert len(jobs) == 6 and {j["state"] for j in jobs} == {"COMPLETED"}
+    report = instance.get_latest_materialization_event(AssetKey("report"))
+    assert report is not None and report.asset_materialization.metadata["total"].value == 9
+    assert all(instance.get_latest_materialization_event(AssetKey(k)) for k in ["source", "left", "middle", "right", "joined"])
+    # A log line written by user code on the compute node, non-ASCII included.
+    assert "total is 9 — ünïcødé" in messages(instance, result.run_id)
+
+
+def test_the_ui_shows_each_steps_slurm_job_and_its_accounting(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "assets_graph.py", "all_assets", instance)
+    starting = events_of(instance, result.run_id, DagsterEventType.STEP_WORKER_STARTING)
+    assert {e.step_key for e in starting} == {"source", "left", "middle", "right", "joined", "report"}
+    job_ids = {e.dagster_event.event_specific_data.metadata["slurm_job_id"].value for e in starting}
+    assert job_ids == {j["job_id"] for j in lab.settled_jobs_of_run(result.run_id, 6)}
+    engine = [e.dagster_event for e in events_of(instance, result.run_id, DagsterEventType.ENGINE_EVENT) if e.step_key == "report"]
+    ended = [e for e in engine if "ended COMPLETED" in e.message]
+    assert len(ended) == 1
+    metadata = ended[0].event_specific_data.metadata
+    assert {"slurm_state", "exit_code", "elapsed_seconds", "node_list"} <= set(metadata)
+    assert any("is RUNNING on" in e.message or "is PENDING" in e.message for e in engine)
+
+
+def test_outputs_pass_through_a_shared_io_manager_and_dynamic_outputs_map_and_collect(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "ops.py", "dynamic_job", instance)
+    assert result.success
+    assert "total=500" in messages(instance, result.run_id)
+    # fan_out, three square[...] steps, total, check_total.
+    assert len(lab.settled_jobs_of_run(result.run_id, 6)) == 6
+
+
+def test_a_failing_op_shows_the_users_exception(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "ops.py", "failing_job", instance, raise_on_error=False)
+    assert not result.success
+    failure = events_of(instance, result.run_id, DagsterEventType.STEP_FAILURE)[0].dagster_event
+    error = failure.step_failure_data.error
+    assert "the user's own error message" in error.cause.message if error.cause else error.message
+    assert "ops.py" in "".join((error.cause or error).stack)
+
+
+def test_a_retry_policy_retries_the_op_as_a_new_slurm_job(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "ops.py", "flaky_job", instance)
+    assert result.success
+    jobs = lab.settled_jobs_of_run(result.run_id, 2)
+    # The first attempt failed in Dagster, not in Slurm: its worker reported the failure and exited 0.
+    assert len(jobs) == 2 and {j["state"] for j in jobs} == {"COMPLETED"}
+    assert len(events_of(instance, result.run_id, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
+
+
+def test_a_step_killed_by_its_time_limit_fails_naming_the_limit(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "ops.py", "timeout_job", instance, raise_on_error=False)
+    assert not result.success
+    (job,) = lab.settled_jobs_of_run(result.run_id, 1)
+    assert job["state"] == "TIMEOUT"
+    error = events_of(instance, result.run_id, DagsterEventType.STEP_FAILURE)[0].dagster_event.step_failure_data.error
+    assert "reached its time limit (00:01:00)" in error.message and "Raise `time`" in error.message
+
+
+def test_a_step_killed_for_memory_fails_naming_the_limit(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "ops.py", "oom_job", instance, raise_on_error=False)
+    assert not result.success
+    error = events_of(instance, result.run_id, DagsterEventType.STEP_FAILURE)[0].dagster_event.step_failure_data.error
+    assert "ran out of memory (requested 300M" in error.message and "Raise `mem`" in error.message
+
+
+def test_static_and_dynamic_partitions_materialize(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "partitions.py", "regions_job", instance, tags={"dagster/partition": "us"})
+    assert result.success
+    event = instance.get_latest_materialization_event(AssetKey("by_region"))
+    assert event.dagster_event.partition == "us"
+    # The compute node cannot ask the instance which dynamic partitions exist: they travel with the step.
+    instance.add_dynamic_partitions("samples", ["s-001", "s-002"])
+    result = run(code_dir, "partitions.py", "samples_job", instance, tags={"dagster/partition": "s-002"})
+    assert result.success
+    assert instance.get_latest_materialization_event(AssetKey("by_sample")).dagster_event.partition == "s-002"
+
+
+def test_op_tags_reach_sbatch(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "ops.py", "tagged_job", instance)
+    assert result.success
+    (job,) = lab.settled_jobs_of_run(result.run_id, 1)
+    assert (job["cpus"], job["req_mem"], job["time_limit"], job["partition"]) == ("2", "700M", "00:07:00", "batch")
+    assert "SLURM_CPUS_PER_TASK=2" in messages(instance, result.run_id)
+
+
+def test_a_missing_python_on_the_cluster_fails_with_its_stderr(code_dir: Path, instance: DagsterInstance) -> None:
+    config = {"execution": {"config": {"python": "/nowhere/bin/python3", "poll_interval": 1.0}}}
+    result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config, raise_on_error=False)
+    assert not result.success
+    error = events_of(instance, result.run_id, DagsterEventType.STEP_FAILURE)[0].dagster_event.step_failure_data.error
+    assert "without reporting the step's outcome" in error.message
+    assert "/nowhere/bin/python3: No such file or directory" in error.message
+
+
+def test_hostile_strings_in_config_and_env_values_never_change_the_command(
+    code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = lab.shared_dir() / "io" / f"pwned-{uuid.uuid4().hex[:8]}"
+    hostile = f"it's `touch {canary}` $(touch {canary}); touch {canary} \"q\" \\ ü"
+    monkeypatch.setenv("HOSTILE_ENV", hostile)
+    config = {"execution": {"config": {
+        "poll_interval": 1.0, "env_vars": ["HOSTILE_ENV"], "sbatch_options": {"comment": hostile},
+    }}}
+    result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config)
+    assert result.success
+    assert f"HOSTILE_ENV={hostile}" in messages(instance, result.run_id)
+    assert not canary.exists()
+
+
+def test_a_bad_sbatch_tag_is_refused_before_anything_is_submitted(code_dir: Path, instance: DagsterInstance) -> None:
+    (code_dir / "bad_tag.py").write_text(
+        "from dagster import job, op\nfrom dagster_slurm_launcher import slurm_executor\n"
+        "@op(tags={'dagster-slurm/sbatch': {'output': '/tmp/x'}})\ndef o(): pass\n"
+        "@op\ndef first(): pass\n"
+        "@job(executor_def=slurm_executor)\ndef bad():\n    first()\n    o()\n"
+    )
+    result = run(code_dir, "bad_tag.py", "bad", instance, raise_on_error=False)
+    assert not result.success
+    assert lab.slurm_jobs_of_run(result.run_id) == []
+    failure = events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0]
+    assert "'output' is set by the executor" in str(failure.dagster_event.event_specific_data.error)
+
+
+def test_an_unknown_executor_config_key_is_a_dagster_config_error(code_dir: Path, instance: DagsterInstance) -> None:
+    from dagster import DagsterInvalidConfigError
+
+    with pytest.raises(DagsterInvalidConfigError, match="partitionn"):
+        run(code_dir, "ops.py", "configurable_job", instance, run_config={"execution": {"config": {"partitionn": "debug"}}})
+
+
+def test_a_successful_run_removes_its_folder_and_a_failed_one_keeps_it(code_dir: Path, instance: DagsterInstance) -> None:
+    base = Path(os.environ["DAGSTER_SLURM_REMOTE_BASE_DIR"])
+    ok = run(code_dir, "ops.py", "hello_job", instance)
+    assert ok.success
+    failed = run(code_dir, "ops.py", "failing_job", instance, raise_on_error=False)
+    lab.wait_until(lambda: not (base / "runs" / ok.run_id).exists(), timeout=30, what="run folder removed")
+    assert (base / "runs" / failed.run_id / failed.run_id).is_dir()
