@@ -7,8 +7,6 @@ equal character offsets. Only complete lines count: a line cut short by a crash 
 """
 
 import os
-import shlex
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -63,42 +61,3 @@ def parse_records(chunk: str) -> tuple[list[JournalRecord], int]:
         seq, _, payload = line.rstrip("\n").partition(" ")
         records.append(JournalRecord(int(seq), deserialize_value(payload, EventLogEntry)))
     return records, consumed
-
-
-@dataclass(frozen=True)
-class JournalRead:
-    """New bytes of one journal from ``offset`` on (``None`` if the file does not exist yet)."""
-
-    path: str
-    offset: int
-    data: str | None
-
-
-def read_journals_command(reads: Sequence[tuple[str, int]]) -> str:
-    """One shell command that prints each journal's bytes after its offset, framed by length.
-
-    Each frame is ``<index> <byte count>\\n<bytes>``, or ``<index> -\\n`` for a missing file.
-    """
-    parts = []
-    for index, (path, offset) in enumerate(reads):
-        q = shlex.quote(path)
-        parts.append(
-            f"if [ -f {q} ]; then n=$(( $(stat -c %s {q}) - {offset} )); [ $n -lt 0 ] && n=0; "
-            f"echo {index} $n; tail -c +{offset + 1} {q} | head -c $n; else echo {index} -; fi"
-        )
-    return "\n".join(parts)
-
-
-def parse_journals_output(reads: Sequence[tuple[str, int]], output: str) -> Iterator[JournalRead]:
-    pos = 0
-    while pos < len(output):
-        header_end = output.index("\n", pos)
-        index_text, size_text = output[pos:header_end].split(" ")
-        pos = header_end + 1
-        path, offset = reads[int(index_text)]
-        if size_text == "-":
-            yield JournalRead(path, offset, None)
-            continue
-        size = int(size_text)
-        yield JournalRead(path, offset, output[pos : pos + size])
-        pos += size

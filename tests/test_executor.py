@@ -81,6 +81,19 @@ def test_the_ui_shows_each_steps_slurm_job_and_its_accounting(code_dir: Path, in
     assert any("is RUNNING on" in e.message or "is PENDING" in e.message for e in engine)
 
 
+def test_a_steps_stdout_and_stderr_are_in_its_captured_logs(code_dir: Path, instance: DagsterInstance) -> None:
+    result = run(code_dir, "assets_graph.py", "all_assets", instance)
+    (captured,) = [
+        e.dagster_event.logs_captured_data
+        for e in events_of(instance, result.run_id, DagsterEventType.LOGS_CAPTURED)
+        if e.dagster_event.logs_captured_data.step_keys == ["report"]
+    ]
+    manager = instance.compute_log_manager
+    logs = manager.get_log_data(manager.build_log_key_for_run(result.run_id, captured.file_key))
+    assert b"report printed 9 to stdout" in logs.stdout
+    assert b'STEP_SUCCESS - Finished execution of step "report"' in logs.stderr
+
+
 def test_outputs_pass_through_a_shared_io_manager_and_dynamic_outputs_map_and_collect(code_dir: Path, instance: DagsterInstance) -> None:
     result = run(code_dir, "ops.py", "dynamic_job", instance)
     assert result.success
@@ -195,3 +208,43 @@ def test_a_successful_run_removes_its_folder_and_a_failed_one_keeps_it(code_dir:
     failed = run(code_dir, "ops.py", "failing_job", instance, raise_on_error=False)
     lab.wait_until(lambda: not (base / "runs" / ok.run_id).exists(), timeout=30, what="run folder removed")
     assert (base / "runs" / failed.run_id / failed.run_id).is_dir()
+
+
+RUN_WORKER = """
+import sys
+from dagster import DagsterInstance, execute_job
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._serdes import deserialize_value
+from dagster._core.instance.ref import InstanceRef
+
+instance = DagsterInstance.from_ref(deserialize_value(sys.argv[1], InstanceRef))
+execute_job(ReconstructableJob.for_file(sys.argv[2], sys.argv[3]), instance, raise_on_error=False)
+"""
+
+
+def test_terminating_a_running_run_cancels_its_slurm_jobs(code_dir: Path, instance: DagsterInstance) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from dagster import DagsterRunStatus
+    from dagster._serdes import serialize_value
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", RUN_WORKER, serialize_value(instance.get_ref()), str(code_dir / "ops.py"), "sleeping_job"]
+    )
+    try:
+        run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
+        lab.wait_until(
+            lambda: [j for j in lab.slurm_jobs_of_run(run.run_id) if j["state"] == "RUNNING"], timeout=60, what="job running"
+        )
+        # What terminating from the UI does with the default run launcher: mark the run
+        # canceling, then interrupt its run worker.
+        instance.report_run_canceling(run)
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(timeout=120) is not None
+    finally:
+        worker.kill()
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    (job,) = lab.settled_jobs_of_run(run.run_id, 1)
+    assert job["state"].startswith("CANCELLED")

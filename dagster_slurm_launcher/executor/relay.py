@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from dagster import DagsterInstance
 from dagster._core.definitions.metadata import MetadataValue
 from dagster._core.events import DagsterEventType, EngineEventData
+from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.dagster_run import DagsterRun
 
-from dagster_slurm_launcher.journal import JOURNAL_FILE, parse_journals_output, parse_records, read_journals_command
+from dagster_slurm_launcher.journal import JOURNAL_FILE, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.slurm.client import OptionValue
+from dagster_slurm_launcher.transport.files import FileSlice, parse_files_output, read_files_command
 
 log = get_logger(__name__)
 
 _OUTCOMES = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
+# The UI shows at most this much of a step's stdout and of its stderr (the end of each).
+MAX_LOG_BYTES = 10 * 2**20
 # A job that neither squeue nor sacct knows for this long is taken as lost.
 UNKNOWN_GRACE_SECONDS = 120.0
 
@@ -41,6 +45,8 @@ class TrackedStep:
     info: JobInfo | None = None
     drained: bool = False
     reported: str | None = None
+    log_file_key: str | None = None
+    """The file key of the step's captured logs (from the worker's LOGS_CAPTURED event)."""
     unknown_since: float | None = None
     failed_stderr: str | None = field(default=None, repr=False)
 
@@ -93,6 +99,7 @@ class Relay:
         for step in ended_before_read:
             step.drained = True
             self._report_accounting(step)
+        self._copy_logs(ended_before_read)
 
     def _update_state(self, step: TrackedStep, info: JobInfo) -> None:
         step.info = info
@@ -111,16 +118,16 @@ class Relay:
             self._engine_event(step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)})
 
     def _read_journals(self, steps: list[TrackedStep]) -> None:
-        reads = [(s.journal, s.journal_offset) for s in steps]
-        result = self._client.transport.run(read_journals_command(reads))
+        slices = [FileSlice(s.journal, s.journal_offset) for s in steps]
+        result = self._client.transport.run(read_files_command(slices))
         if not result.ok:
             log.warning("could not read journals", stderr=result.stderr.strip())
             return
         by_journal = {s.journal: s for s in steps}
-        for read in parse_journals_output(reads, result.stdout):
+        for read in parse_files_output(slices, result.stdout):
             if read.data is None:
                 continue
-            step = by_journal[read.path]
+            step = by_journal[read.slice.path]
             records, consumed = parse_records(read.data)
             step.journal_offset += consumed
             for record in records:
@@ -130,6 +137,29 @@ class Relay:
                 step.relayed_seq = record.seq
                 if record.entry.dagster_event_type in _OUTCOMES:
                     step.outcome = record.entry.dagster_event_type
+                elif record.entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
+                    step.log_file_key = record.entry.get_dagster_event().logs_captured_data.file_key
+
+    def _copy_logs(self, steps: list[TrackedStep]) -> None:
+        """Put finished jobs' stdout and stderr where the UI reads a step's logs."""
+        steps = [s for s in steps if s.log_file_key]
+        if not steps:
+            return
+        streams = [(s, io_type) for s in steps for io_type in (ComputeIOType.STDOUT, ComputeIOType.STDERR)]
+        slices = [FileSlice(f"{s.folder}/{io_type.value}", limit=MAX_LOG_BYTES) for s, io_type in streams]
+        result = self._client.transport.run(read_files_command(slices))
+        if not result.ok:
+            log.warning("could not read step logs", stderr=result.stderr.strip())
+            return
+        manager = self._instance.compute_log_manager
+        for (step, io_type), read in zip(streams, parse_files_output(slices, result.stdout)):
+            if not read.data:
+                continue
+            log_key = manager.build_log_key_for_run(self._run.run_id, step.log_file_key)  # type: ignore[arg-type]
+            with manager.open_log_stream(log_key, io_type) as stream:
+                if stream is not None:
+                    cut = f"[first {read.start} bytes not shown; see {read.slice.path}]\n" if read.start else ""
+                    stream.write(cut + read.data)
 
     def _report_accounting(self, step: TrackedStep) -> None:
         info = step.info

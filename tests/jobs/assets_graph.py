@@ -33,6 +33,7 @@ def joined(left: int, middle: int, right: int) -> int:
 @asset
 def report(context: AssetExecutionContext, joined: int) -> MaterializeResult:
     context.log.info(f"total is {joined} — ünïcødé")
+    print(f"report printed {joined} to stdout")
     return MaterializeResult(metadata={"total": joined})
 
 
