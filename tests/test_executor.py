@@ -173,10 +173,12 @@ def test_hostile_strings_in_config_and_env_values_never_change_the_command(
     monkeypatch.setenv("HOSTILE_ENV", hostile)
     config = {"execution": {"config": {
         "poll_interval": 1.0, "env_vars": ["HOSTILE_ENV"], "sbatch_options": {"comment": hostile},
+        "setup": ["export FROM_SETUP=ran"],
     }}}
     result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config)
     assert result.success
     assert f"HOSTILE_ENV={hostile}" in messages(instance, result.run_id)
+    assert "FROM_SETUP=ran" in messages(instance, result.run_id)
     assert not canary.exists()
 
 

@@ -120,6 +120,7 @@ def sleeping_job():
 @op(ins={"start": In(Nothing)})
 def echo_env(context: OpExecutionContext) -> None:
     context.log.info(f"HOSTILE_ENV={os.environ['HOSTILE_ENV']}")
+    context.log.info(f"FROM_SETUP={os.environ.get('FROM_SETUP')}")
 
 
 @job(executor_def=slurm_executor)
