@@ -95,7 +95,8 @@ class Relay:
             for step in waiting:
                 self._update_state(step, states[step.job.job_id])
         ended_before_read = [s for s in active if s.info and s.info.is_terminal]
-        self._read_journals(active)
+        if not self._read_journals(active):
+            return  # nothing is drained until its journal was read after its job ended
         for step in ended_before_read:
             step.drained = True
             self._report_accounting(step)
@@ -117,12 +118,13 @@ class Relay:
             step.reported = summary
             self._engine_event(step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)})
 
-    def _read_journals(self, steps: list[TrackedStep]) -> None:
+    def _read_journals(self, steps: list[TrackedStep]) -> bool:
+        """Relay every new record of ``steps``' journals; ``False`` if they could not be read."""
         slices = [FileSlice(s.journal, s.journal_offset) for s in steps]
         result = self._client.transport.run(read_files_command(slices))
         if not result.ok:
             log.warning("could not read journals", stderr=result.stderr.strip())
-            return
+            return False
         by_journal = {s.journal: s for s in steps}
         for read in parse_files_output(slices, result.stdout):
             if read.data is None:
@@ -139,6 +141,7 @@ class Relay:
                     step.outcome = record.entry.dagster_event_type
                 elif record.entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
                     step.log_file_key = record.entry.get_dagster_event().logs_captured_data.file_key
+        return True
 
     def _copy_logs(self, steps: list[TrackedStep]) -> None:
         """Put finished jobs' stdout and stderr where the UI reads a step's logs."""
