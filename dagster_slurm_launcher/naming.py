@@ -32,6 +32,7 @@ def run_folder(base_dir: str, root_run_id: str, run_id: str) -> str:
     return f"{base_dir}/runs/{root_run_id}/{run_id}"
 
 
-def step_folder(base_dir: str, root_run_id: str, run_id: str, step_key: str, attempt: int) -> str:
-    """One folder per submission: a retried step (RetryPolicy) gets a fresh one."""
-    return f"{run_folder(base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}"
+def step_folder(base_dir: str, root_run_id: str, run_id: str, step_key: str, attempt: int, nonce: str) -> str:
+    """One folder per submission: a retried or resubmitted step gets a fresh one. A job's folder
+    is its working directory, so a later run finds it from the job itself."""
+    return f"{run_folder(base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}.{nonce}"

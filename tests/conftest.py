@@ -1,10 +1,13 @@
 import os
 import pwd
 import shlex
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, instance_for_test
 
 from dagster_slurm_launcher.slurm import SlurmClient
 from dagster_slurm_launcher.transport import LocalTransport, SSHTransport, Transport
@@ -46,3 +49,26 @@ def remote_dir(transport: Transport) -> Iterator[str]:
     transport.run(f"umask 077 && mkdir -p {shlex.quote(path)}")
     yield path
     transport.run(f"rm -rf {shlex.quote(path)}")
+
+
+JOBS = Path(__file__).parent / "jobs"
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(mode=0o700)
+    with instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def code_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The test jobs as a code location on the shared filesystem, the working directory."""
+    path = lab.shared_dir() / "code" / uuid.uuid4().hex[:12]
+    shutil.copytree(JOBS, path)
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    monkeypatch.chdir(path)
+    yield path
+    shutil.rmtree(path)

@@ -125,3 +125,50 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
         return jobs if len(jobs) >= at_least and all(j["state"].split()[0] in _ENDED for j in jobs) else None
 
     return wait_until(settled, timeout, what=f"{at_least} ended Slurm jobs for run {root_run_id}")  # type: ignore[return-value]
+
+
+_RUN_WORKER = """
+import sys
+from dagster import DagsterInstance, execute_job
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.execution.api import execute_run_iterator
+from dagster._core.instance.ref import InstanceRef
+from dagster._serdes import deserialize_value
+
+instance = DagsterInstance.from_ref(deserialize_value(sys.argv[1], InstanceRef))
+job = ReconstructableJob.for_file(sys.argv[2], sys.argv[3])
+if len(sys.argv) > 4:  # resume that run, as `dagster api resume_run` does
+    for _ in execute_run_iterator(job, instance.get_run_by_id(sys.argv[4]), instance, resume_from_failure=True):
+        pass
+else:
+    execute_job(job, instance, raise_on_error=False)
+"""
+
+
+def start_run_worker(instance, code: Path, job: str, resume_run_id: str | None = None) -> subprocess.Popen:  # noqa: ANN001
+    """A run worker in its own process (so that a test can kill it), on ``instance``."""
+    import sys
+
+    from dagster._serdes import serialize_value
+
+    argv = [sys.executable, "-c", _RUN_WORKER, serialize_value(instance.get_ref()), str(code), job]
+    return subprocess.Popen(argv + ([resume_run_id] if resume_run_id else []))
+
+
+def job_of_step(root_run_id: str, step_key: str, states: set[str]) -> dict[str, str] | None:
+    """The step's newest Slurm job if it is in one of ``states`` (sacct)."""
+    from dagster_slurm_launcher.naming import job_name
+
+    jobs = [j for j in slurm_jobs_of_run(root_run_id) if j["name"] == job_name(root_run_id, step_key)]
+    return jobs[-1] if jobs and jobs[-1]["state"].split()[0] in states else None
+
+
+def step_hash(step_key: str) -> str:
+    from dagster_slurm_launcher.naming import step_hash as hash_of
+
+    return hash_of(step_key)
+
+
+def run_as_cluster_user(argv: list[str]) -> str:
+    user = os.environ["DAGSTER_SLURM_LAB_USER"]
+    return subprocess.run(["runuser", "-u", user, "--", *argv], check=True, capture_output=True, text=True).stdout

@@ -3,13 +3,11 @@ with the Dagster instance in a directory that user cannot read (so events can on
 through the journal)."""
 
 import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, execute_job, instance_for_test
+from dagster import AssetKey, DagsterInstance, execute_job
 from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEventType
@@ -18,29 +16,6 @@ from dagster._core.events import DagsterEventType
 from tests import lab
 
 pytestmark = pytest.mark.lab
-
-JOBS = Path(__file__).parent / "jobs"
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    home = tmp_path / "dagster_home"
-    home.mkdir(mode=0o700)
-    with instance_for_test(temp_dir=str(home)) as instance:
-        yield instance
-
-
-@pytest.fixture
-def code_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The test jobs as a code location on the shared filesystem, the working directory."""
-    path = lab.shared_dir() / "code" / uuid.uuid4().hex[:12]
-    shutil.copytree(JOBS, path)
-    for p in [path, *path.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    monkeypatch.chdir(path)
-    yield path
-    shutil.rmtree(path)
-
 
 def run(code_dir: Path, module: str, job: str, instance: DagsterInstance, **kwargs: object) -> JobExecutionResult:
     return execute_job(ReconstructableJob.for_file(str(code_dir / module), job), instance, **kwargs)
@@ -212,29 +187,13 @@ def test_a_successful_run_removes_its_folder_and_a_failed_one_keeps_it(code_dir:
     assert (base / "runs" / failed.run_id / failed.run_id).is_dir()
 
 
-RUN_WORKER = """
-import sys
-from dagster import DagsterInstance, execute_job
-from dagster._core.definitions.reconstruct import ReconstructableJob
-from dagster._serdes import deserialize_value
-from dagster._core.instance.ref import InstanceRef
-
-instance = DagsterInstance.from_ref(deserialize_value(sys.argv[1], InstanceRef))
-execute_job(ReconstructableJob.for_file(sys.argv[2], sys.argv[3]), instance, raise_on_error=False)
-"""
-
 
 def test_terminating_a_running_run_cancels_its_slurm_jobs(code_dir: Path, instance: DagsterInstance) -> None:
     import signal
-    import subprocess
-    import sys
 
     from dagster import DagsterRunStatus
-    from dagster._serdes import serialize_value
 
-    worker = subprocess.Popen(
-        [sys.executable, "-c", RUN_WORKER, serialize_value(instance.get_ref()), str(code_dir / "ops.py"), "sleeping_job"]
-    )
+    worker = lab.start_run_worker(instance, code_dir / "ops.py", "sleeping_job")
     try:
         run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
         lab.wait_until(

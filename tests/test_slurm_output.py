@@ -17,14 +17,14 @@ SUBMITTED = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 def sacct_row(raw_id: str, state: str, exit_code: str = "0:0", rss: str = "", name: str = "job", submit: str = "2026-11-24T18:00:05") -> str:
     return "|".join([raw_id, state, exit_code, "debug", "node1", submit, "2026-11-24T18:00:06",
                      "2026-11-24T18:01:06", "60", "00:30:00", "2", "1", "01:30.000", rss,
-                     "billing=2,cpu=2,mem=200M,node=1", "billing=2,cpu=2,mem=200M,node=1", name])
+                     "billing=2,cpu=2,mem=200M,node=1", "billing=2,cpu=2,mem=200M,node=1", "/shared/runs/x", name])
 
 
 def test_a_finished_job_carries_its_accounting() -> None:
     out = "\n".join([sacct_row("7", "COMPLETED"), sacct_row("7.batch", "COMPLETED", rss="2048K", name="batch"),
                      sacct_row("7.0", "COMPLETED", rss="1.5M", name="python")])
     job = parse_sacct(out)["7"]
-    assert job.succeeded
+    assert job.succeeded and job.work_dir == "/shared/runs/x"
     assert job.max_rss_bytes == 2048 * 1024  # the largest of its steps
     assert job.elapsed == timedelta(seconds=60) and job.total_cpu == timedelta(seconds=90)
     assert job.cpu_efficiency == pytest.approx(0.75)
@@ -56,8 +56,9 @@ def test_every_slurm_state_is_recognised() -> None:
 
 
 def test_a_pending_job_shows_its_reason() -> None:
-    job = parse_squeue("12|PENDING|Priority|||2026-11-24T18:00:05|30:00|my job|with a pipe")["12"]
+    job = parse_squeue("12|PENDING|Priority|||2026-11-24T18:00:05|30:00|/shared/x|my job|with a pipe")["12"]
     assert (job.state, job.reason, job.node_list, job.name) == (JobState.PENDING, "Priority", None, "my job|with a pipe")
+    assert job.work_dir == "/shared/x"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

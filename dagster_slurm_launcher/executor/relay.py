@@ -47,6 +47,9 @@ class TrackedStep:
     reported: str | None = None
     log_file_key: str | None = None
     """The file key of the step's captured logs (from the worker's LOGS_CAPTURED event)."""
+    stored: frozenset[tuple[float, str]] = frozenset()
+    """(timestamp, message) of the step's events already in the instance, for a job adopted
+    from a run worker that died: what it relayed before dying is not relayed again."""
     unknown_since: float | None = None
     failed_stderr: str | None = field(default=None, repr=False)
 
@@ -135,7 +138,8 @@ class Relay:
             for record in records:
                 if record.seq <= step.relayed_seq:
                     continue
-                self._instance.handle_new_event(record.entry)
+                if (record.entry.timestamp, record.entry.user_message) not in step.stored:
+                    self._instance.handle_new_event(record.entry)
                 step.relayed_seq = record.seq
                 if record.entry.dagster_event_type in _OUTCOMES:
                     step.outcome = record.entry.dagster_event_type

@@ -3,10 +3,12 @@
 import json
 import shlex
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from dagster import JobDefinition
+from dagster import DagsterInstance, DagsterRunStatus, JobDefinition
 from dagster._core.definitions.metadata import MetadataValue
 from dagster._core.definitions.partitions.definition import DynamicPartitionsDefinition, MultiPartitionsDefinition
 from dagster._core.events import DagsterEvent, EngineEventData
@@ -24,7 +26,7 @@ from dagster_slurm_launcher.executor.config import StepResources
 from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
 from dagster_slurm_launcher.executor.script import render_script
 from dagster_slurm_launcher.naming import job_name, run_folder, step_folder
-from dagster_slurm_launcher.slurm import JobState, SlurmClient
+from dagster_slurm_launcher.slurm import JobState, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.worker import PAYLOAD_FILE
 
 
@@ -83,7 +85,7 @@ class SlurmStepHandler(StepHandler):
         args = step_handler_context.execute_step_args
         root_run_id = run.root_run_id or run.run_id
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
-        folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt)
+        folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
         name = job_name(root_run_id, step_key)
         step_context = step_handler_context.get_step_context(step_key)
 
@@ -118,7 +120,11 @@ class SlurmStepHandler(StepHandler):
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         step_key = _single_step_key(step_handler_context)
         step = self.relay.steps.get(step_key)
-        if step is None or step.outcome is not None:
+        if step is None:
+            # Asked about a step this worker did not submit: the run is resuming after its
+            # previous worker died (StepDelegatingExecutor.execute, resume_from_failure).
+            return self._adopt(step_handler_context, step_key)
+        if step.outcome is not None:
             return CheckStepHealthResult.healthy()
         if step.drained:
             return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
@@ -134,6 +140,17 @@ class SlurmStepHandler(StepHandler):
             return
         self._cancelled = True
         jobs = [s.job.job_id for s in self._relay.steps.values() if not s.drained]
+        run = step_handler_context.instance.get_run_by_id(step_handler_context.dagster_run.run_id)
+        if run is None or run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
+            # SIGTERM to the run worker (a deploy, a restart, a closed laptop) or an error in it
+            # is not the user's termination: the steps' jobs go on, for a resumed or retried run.
+            step_handler_context.instance.report_engine_event(
+                f"The run worker stopped without the run being terminated; Slurm jobs {', '.join(jobs) or '(none)'} "
+                "keep running and a resumed or retried run picks them up.",
+                step_handler_context.dagster_run,
+                EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
+            )
+            return
         if jobs:
             self._client.cancel(jobs)
             step_handler_context.instance.report_engine_event(
@@ -142,6 +159,41 @@ class SlurmStepHandler(StepHandler):
                 EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
             )
         yield from ()
+
+    def _adopt(self, step_handler_context: StepHandlerContext, step_key: str) -> CheckStepHealthResult:
+        """Find the step's job by its name and take it over: still queued or running, keep
+        waiting; finished, relay the rest of its journal and take its outcome; finished without
+        an outcome, or no job at all, report unhealthy so that the executor submits it again."""
+        run = step_handler_context.dagster_run
+        instance = step_handler_context.instance
+        root_run_id = run.root_run_id or run.run_id
+        name = job_name(root_run_id, step_key)
+        folder_prefix = run_folder(self._base_dir, root_run_id, run.run_id) + "/"
+        jobs = self._client.find_by_name([name], _created(instance, root_run_id)).get(name, [])
+        ours = [j for j in jobs if j.work_dir and j.work_dir.startswith(folder_prefix)]
+        if not ours:
+            return CheckStepHealthResult.unhealthy(f"no Slurm job named {name} was submitted for this run")
+        found = ours[0]  # newest first
+        stored = frozenset(
+            (e.timestamp, e.user_message) for e in instance.all_logs(run.run_id) if e.step_key == step_key
+        )
+        step = TrackedStep(
+            step_key=step_key,
+            job=SubmittedJob(found.job_id, name, found.submit_time or _created(instance, root_run_id)),
+            folder=found.work_dir,  # type: ignore[arg-type]  # checked above
+            stored=stored,
+        )
+        self.relay.track(step)
+        instance.report_engine_event(
+            f"Adopted Slurm job {found.job_id} ({found.state.value}) for step {step_key} from the previous run worker",
+            run,
+            EngineEventData(metadata={"slurm_job_id": MetadataValue.text(found.job_id)}),
+            step_key=step_key,
+        )
+        self.relay.poll()
+        if step.outcome is None and step.drained:
+            return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
+        return CheckStepHealthResult.healthy()
 
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
@@ -172,6 +224,12 @@ class SlurmStepHandler(StepHandler):
             f"{job} ended {info.state.value} (exit code {code}) without reporting the step's outcome: the step "
             f"worker did not start or crashed. Last lines of {step.folder}/stderr:\n{stderr or '(empty)'}"
         )
+
+
+def _created(instance: DagsterInstance, run_id: str) -> datetime:
+    """When a run was created: no job of its lineage was submitted before."""
+    record = instance.get_run_record_by_id(run_id)
+    return record.create_timestamp if record else datetime.now(UTC) - timedelta(days=30)
 
 
 def _single_step_key(step_handler_context: StepHandlerContext) -> str:

@@ -117,6 +117,8 @@ class JobInfo:
     alloc_tres: str | None = None
     batch_state: JobState | None = None
     batch_exit_code: tuple[int, int] | None = None
+    work_dir: str | None = None
+    """The job's working directory (``--chdir``)."""
 
     @property
     def is_terminal(self) -> bool:

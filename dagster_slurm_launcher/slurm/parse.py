@@ -11,10 +11,10 @@ from dagster_slurm_launcher.slurm.job import JobInfo, JobState
 
 # The job name goes last: it is the one free-text column, so a stray delimiter in a name
 # (from a job this client did not submit) cannot shift the other columns.
-SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%V|%l|%j"
+SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%V|%l|%Z|%j"
 SACCT_FIELDS = (
     "JobIDRaw,State,ExitCode,Partition,NodeList,Submit,Start,End,ElapsedRaw,Timelimit,"
-    "AllocCPUS,NNodes,TotalCPU,MaxRSS,ReqTRES,AllocTRES,JobName"
+    "AllocCPUS,NNodes,TotalCPU,MaxRSS,ReqTRES,AllocTRES,WorkDir,JobName"
 )
 _SACCT_COLUMNS = SACCT_FIELDS.count(",") + 1
 _MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
@@ -73,7 +73,7 @@ def parse_squeue(output: str) -> dict[str, JobInfo]:
     for line in output.splitlines():
         if not line.strip():
             continue
-        job_id, state, reason, nodes, partition, submit, limit, name = line.split("|", 7)
+        job_id, state, reason, nodes, partition, submit, limit, work_dir, name = line.split("|", 8)
         parsed, _ = JobState.parse(state)
         jobs[job_id] = JobInfo(
             job_id=job_id,
@@ -85,6 +85,7 @@ def parse_squeue(output: str) -> dict[str, JobInfo]:
             partition=_blank(partition),
             submit_time=parse_time(submit),
             time_limit=_blank(limit),
+            work_dir=_blank(work_dir),
         )
     return jobs
 
@@ -103,7 +104,7 @@ def parse_sacct(output: str) -> dict[str, JobInfo]:
         if len(cols) != _SACCT_COLUMNS:
             continue
         (raw_id, state, exit_code, partition, nodes, submit, start, end, elapsed, limit,
-         cpus, nnodes, total_cpu, max_rss, req_tres, alloc_tres, name) = cols
+         cpus, nnodes, total_cpu, max_rss, req_tres, alloc_tres, work_dir, name) = cols
         job_id, _, step = raw_id.partition(".")
         parsed, detail = JobState.parse(state)
         if not step:
@@ -127,6 +128,7 @@ def parse_sacct(output: str) -> dict[str, JobInfo]:
                 max_rss_bytes=parse_memory(max_rss),
                 req_tres=_blank(req_tres),
                 alloc_tres=_blank(alloc_tres),
+                work_dir=_blank(work_dir),
             )
             continue
         job = jobs.get(job_id)
@@ -172,6 +174,7 @@ def parse_scontrol(output: str) -> dict[str, JobInfo]:
             time_limit=_blank(fields.get("TimeLimit", "")),
             alloc_cpus=_int(fields.get("NumCPUs", "")),
             alloc_nodes=_int(fields.get("NumNodes", "")),
+            work_dir=_blank(fields.get("WorkDir", "")),
         )
     return jobs
 

@@ -126,3 +126,20 @@ def echo_env(context: OpExecutionContext) -> None:
 @job(executor_def=slurm_executor)
 def configurable_job():
     echo_env()
+
+
+@op
+def slow_step() -> int:
+    time.sleep(int(os.environ.get("SLOW_STEP_SECONDS", "20")))
+    return 42
+
+
+@op
+def after_slow(context: OpExecutionContext, value: int) -> None:
+    context.log.info(f"after_slow got {value}")
+    assert value == 42
+
+
+@job(executor_def=EXECUTOR)
+def resumable_job():
+    after_slow(slow_step())

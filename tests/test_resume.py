@@ -1,0 +1,95 @@
+"""A run worker's death loses no Slurm job's work: a resumed run (same run id) adopts each
+in-flight step's job by its name, and Slurm jobs outlive a run worker that was stopped
+without the run being terminated."""
+
+import signal
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.events import DagsterEventType
+
+from tests import lab
+
+pytestmark = pytest.mark.lab
+
+
+def count(instance: DagsterInstance, run_id: str, event_type: DagsterEventType, step_key: str) -> int:
+    records = instance.get_records_for_run(run_id, of_type=event_type).records
+    return sum(1 for r in records if r.event_log_entry.step_key == step_key)
+
+
+def start_and_kill_when(instance: DagsterInstance, code: Path, states: set[str], sig: int = signal.SIGKILL) -> str:
+    """Start resumable_job, wait until slow_step's job is in ``states``, kill the run worker."""
+    worker = lab.start_run_worker(instance, code, "resumable_job")
+    try:
+        run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
+        lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=90, what="slow_step running")
+        worker.send_signal(sig)
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", states), timeout=120, what=f"slow_step job {states}")
+    return run.run_id
+
+
+def resume(instance: DagsterInstance, code: Path, run_id: str) -> None:
+    worker = lab.start_run_worker(instance, code, "resumable_job", resume_run_id=run_id)
+    assert worker.wait(timeout=300) == 0
+
+
+def adopted(instance: DagsterInstance, run_id: str) -> list[str]:
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    return [r.event_log_entry.dagster_event.message for r in records if "Adopted Slurm job" in r.event_log_entry.dagster_event.message]
+
+
+def assert_ran_once(instance: DagsterInstance, run_id: str) -> None:
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    assert len(adopted(instance, run_id)) == 1
+    assert count(instance, run_id, DagsterEventType.STEP_WORKER_STARTING, "slow_step") == 1
+    jobs = [j for j in lab.settled_jobs_of_run(run_id, 2) if j["name"].endswith(lab.step_hash("slow_step"))]
+    assert len(jobs) == 1 and jobs[0]["state"] == "COMPLETED"
+    # Relayed exactly once, although two run workers read its journal.
+    assert count(instance, run_id, DagsterEventType.STEP_START, "slow_step") == 1
+    assert count(instance, run_id, DagsterEventType.STEP_SUCCESS, "slow_step") == 1
+    assert "after_slow got 42" in [e.user_message for e in instance.all_logs(run_id)]
+
+
+def test_a_resumed_run_adopts_its_running_step_which_runs_once(code_dir: Path, instance: DagsterInstance) -> None:
+    run_id = start_and_kill_when(instance, code_dir / "ops.py", {"RUNNING"})
+    resume(instance, code_dir / "ops.py", run_id)
+    assert_ran_once(instance, run_id)
+
+
+def test_a_step_that_finished_while_no_worker_was_alive_is_collected(code_dir: Path, instance: DagsterInstance) -> None:
+    run_id = start_and_kill_when(instance, code_dir / "ops.py", {"COMPLETED"})
+    resume(instance, code_dir / "ops.py", run_id)
+    assert_ran_once(instance, run_id)
+
+
+def test_a_step_whose_job_died_while_no_worker_was_alive_is_submitted_again_once(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    worker = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job")
+    try:
+        run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
+        first = lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=90, what="running")
+        worker.kill()
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    lab.run_as_cluster_user(["scancel", first["job_id"]])
+    lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"CANCELLED"}), timeout=60, what="cancelled")
+    resume(instance, code_dir / "ops.py", run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
+    jobs = [j for j in lab.settled_jobs_of_run(run.run_id, 3) if j["name"].endswith(lab.step_hash("slow_step"))]
+    assert sorted(j["state"].split()[0] for j in jobs) == ["CANCELLED", "COMPLETED"]
+    assert adopted(instance, run.run_id) and count(instance, run.run_id, DagsterEventType.STEP_WORKER_STARTING, "slow_step") == 2
+
+
+def test_sigterm_to_the_run_worker_is_not_a_cancellation(code_dir: Path, instance: DagsterInstance) -> None:
+    run_id = start_and_kill_when(instance, code_dir / "ops.py", {"RUNNING", "COMPLETED"}, sig=signal.SIGTERM)
+    assert instance.get_run_by_id(run_id).status != DagsterRunStatus.CANCELED
+    # The job was neither cancelled nor killed: it runs to its end.
+    job = lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"COMPLETED", "CANCELLED", "FAILED"}), timeout=120, what="ended")
+    assert job["state"] == "COMPLETED"
