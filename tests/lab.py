@@ -128,31 +128,71 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
 
 
 _RUN_WORKER = """
-import sys
-from dagster import DagsterInstance, execute_job
+import os, signal, sys, time
+from dagster import DagsterInstance, ReexecutionOptions, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.api import execute_run_iterator
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value
+from dagster_slurm_launcher.slurm.client import SlurmClient
 
+hook = os.environ["LAB_SUBMIT_HOOK"]
+real_submit = SlurmClient.submit
+
+def submit(self, *args, **kwargs):
+    if hook.startswith("barrier:"):
+        _, path, n = hook.split(":")
+        open(os.path.join(path, str(os.getpid())), "w").close()
+        while len(os.listdir(path)) < int(n):
+            time.sleep(0.05)
+    job = real_submit(self, *args, **kwargs)
+    if hook == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job
+
+SlurmClient.submit = submit
 instance = DagsterInstance.from_ref(deserialize_value(sys.argv[1], InstanceRef))
 job = ReconstructableJob.for_file(sys.argv[2], sys.argv[3])
-if len(sys.argv) > 4:  # resume that run, as `dagster api resume_run` does
-    for _ in execute_run_iterator(job, instance.get_run_by_id(sys.argv[4]), instance, resume_from_failure=True):
+mode, _, run_id = sys.argv[4].partition(":")
+if mode == "resume":  # as `dagster api resume_run` does
+    for _ in execute_run_iterator(job, instance.get_run_by_id(run_id), instance, resume_from_failure=True):
         pass
+elif mode == "reexecute":
+    execute_job(job, instance, reexecution_options=ReexecutionOptions.from_failure(run_id, instance), raise_on_error=False)
+elif mode == "reexecute-all":
+    execute_job(job, instance, reexecution_options=ReexecutionOptions(parent_run_id=run_id), raise_on_error=False)
 else:
     execute_job(job, instance, raise_on_error=False)
 """
 
 
-def start_run_worker(instance, code: Path, job: str, resume_run_id: str | None = None) -> subprocess.Popen:  # noqa: ANN001
-    """A run worker in its own process (so that a test can kill it), on ``instance``."""
+
+def start_run_worker(
+    instance, code: Path, job: str, resume_run_id: str | None = None, *,  # noqa: ANN001
+    reexecute_from_failure_of: str | None = None, reexecute_all_of: str | None = None, submit_hook: str | None = None,
+) -> subprocess.Popen:
+    """A run worker in its own process (so that a test can kill it), on ``instance``.
+
+    It runs ``job``, resumes ``resume_run_id``, re-executes ``reexecute_from_failure_of`` from
+    failure (what run_retries and the UI's "re-execute from failure" do) or every step of
+    ``reexecute_all_of``. ``submit_hook`` wraps the Slurm client's real submission: ``kill``
+    SIGKILLs the worker as soon as sbatch returned, ``barrier:<dir>:<n>`` waits until ``n``
+    workers are about to submit.
+    """
     import sys
 
     from dagster._serdes import serialize_value
 
-    argv = [sys.executable, "-c", _RUN_WORKER, serialize_value(instance.get_ref()), str(code), job]
-    return subprocess.Popen(argv + ([resume_run_id] if resume_run_id else []))
+    if resume_run_id:
+        mode = f"resume:{resume_run_id}"
+    elif reexecute_from_failure_of:
+        mode = f"reexecute:{reexecute_from_failure_of}"
+    elif reexecute_all_of:
+        mode = f"reexecute-all:{reexecute_all_of}"
+    else:
+        mode = "run:"
+    argv = [sys.executable, "-c", _RUN_WORKER, serialize_value(instance.get_ref()), str(code), job, mode]
+    return subprocess.Popen(argv, env={**os.environ, "LAB_SUBMIT_HOOK": submit_hook or ""})
 
 
 def job_of_step(root_run_id: str, step_key: str, states: set[str]) -> dict[str, str] | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from dagster import DagsterInstance
 from dagster._core.definitions.metadata import MetadataValue
 from dagster._core.events import DagsterEventType, EngineEventData
+from dagster._core.execution.plan.outputs import StepOutputHandle
 from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.dagster_run import DagsterRun
 
@@ -23,7 +24,7 @@ from dagster_slurm_launcher.transport.files import FileSlice, parse_files_output
 
 log = get_logger(__name__)
 
-_OUTCOMES = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
+OUTCOMES = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
 # The UI shows at most this much of a step's stdout and of its stderr (the end of each).
 MAX_LOG_BYTES = 10 * 2**20
 # A job that neither squeue nor sacct knows for this long is taken as lost.
@@ -52,6 +53,13 @@ class TrackedStep:
     from a run worker that died: what it relayed before dying is not relayed again."""
     unknown_since: float | None = None
     failed_stderr: str | None = field(default=None, repr=False)
+    outputs: set[StepOutputHandle] = field(default_factory=set)
+    """The step's outputs its journal reported (where an adopted step's outputs come from)."""
+
+    @property
+    def source_run_id(self) -> str:
+        """The run that submitted the job: its step worker stored outputs under that run's id."""
+        return self.folder.rsplit("/", 2)[-2]
 
     @property
     def journal(self) -> str:
@@ -138,13 +146,19 @@ class Relay:
             for record in records:
                 if record.seq <= step.relayed_seq:
                     continue
-                if (record.entry.timestamp, record.entry.user_message) not in step.stored:
-                    self._instance.handle_new_event(record.entry)
+                entry = record.entry
+                if entry.run_id != self._run.run_id:
+                    # A job adopted from an earlier run of the lineage: its events belong to this run now.
+                    entry = entry._replace(run_id=self._run.run_id)
+                if (entry.timestamp, entry.user_message) not in step.stored:
+                    self._instance.handle_new_event(entry)
                 step.relayed_seq = record.seq
-                if record.entry.dagster_event_type in _OUTCOMES:
-                    step.outcome = record.entry.dagster_event_type
-                elif record.entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
-                    step.log_file_key = record.entry.get_dagster_event().logs_captured_data.file_key
+                if entry.dagster_event_type in OUTCOMES:
+                    step.outcome = entry.dagster_event_type
+                elif entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
+                    step.log_file_key = entry.get_dagster_event().logs_captured_data.file_key
+                elif entry.dagster_event_type == DagsterEventType.STEP_OUTPUT:
+                    step.outputs.add(entry.get_dagster_event().step_output_data.step_output_handle)
         return True
 
     def _copy_logs(self, steps: list[TrackedStep]) -> None:

@@ -5,13 +5,16 @@ import shlex
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus, JobDefinition
 from dagster._core.definitions.metadata import MetadataValue
 from dagster._core.definitions.partitions.definition import DynamicPartitionsDefinition, MultiPartitionsDefinition
-from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.execution.plan.state import KnownExecutionState, PastExecutionState
+from dagster._grpc.types import ExecuteStepArgs
 from dagster._core.executor.step_delegating.step_handler.base import (
     CheckStepHealthResult,
     StepHandler,
@@ -23,11 +26,16 @@ from dagster._record import copy
 from dagster._serdes import serialize_value
 
 from dagster_slurm_launcher.executor.config import StepResources
-from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
+from dagster_slurm_launcher.executor.relay import OUTCOMES, UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalRecord, parse_records
 from dagster_slurm_launcher.executor.script import render_script
 from dagster_slurm_launcher.naming import job_name, run_folder, step_folder
-from dagster_slurm_launcher.slurm import JobState, SlurmClient, SubmittedJob
+from dagster_slurm_launcher.slurm import AlreadySubmitted, Claim, JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
+from dagster_slurm_launcher.transport.files import FileSlice, parse_files_output, read_files_command
 from dagster_slurm_launcher.worker import PAYLOAD_FILE
+
+# Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
+CLAIMS_DIR = "claims"
 
 
 class SlurmStepHandler(StepHandler):
@@ -64,6 +72,8 @@ class SlurmStepHandler(StepHandler):
         self._relay: Relay | None = None
         self._dynamic_partitions: set[str] = set()
         self._cancelled = False
+        self._continues = False
+        self._plan_step_keys: list[str] = []
 
     @property
     def name(self) -> str:
@@ -73,6 +83,9 @@ class SlurmStepHandler(StepHandler):
         """Begin a run: called by the executor before the first step is launched."""
         self._relay = Relay(self._client, plan_context.instance, plan_context.dagster_run, self._poll_interval)
         self._dynamic_partitions = _dynamic_partitions(plan_context.reconstructable_job.get_definition())
+        run = plan_context.dagster_run
+        self._continues = plan_context.resume_from_failure or run.parent_run_id is not None
+        self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
 
     @property
     def relay(self) -> Relay:
@@ -84,13 +97,20 @@ class SlurmStepHandler(StepHandler):
         run = step_handler_context.dagster_run
         args = step_handler_context.execute_step_args
         root_run_id = run.root_run_id or run.run_id
+        step_context = step_handler_context.get_step_context(step_key)
+        name = job_name(root_run_id, step_key)
+        # A run that continues earlier work (resumed, retried, re-executed) may find the step's
+        # job already in Slurm, submitted by a worker that died before recording its outcome.
+        lineage = self._lineage_jobs(step_handler_context, name) if self._continues else []
+        if self._adopt(step_handler_context, step_key, lineage, take_failures=False):
+            return
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
         folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
-        name = job_name(root_run_id, step_key)
-        step_context = step_handler_context.get_step_context(step_key)
 
         transport = self._client.transport
-        payload = _payload(step_handler_context, self._base_dir, self._dynamic_partitions)
+        payload = _payload(
+            step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(), self._plan_step_keys
+        )
         transport.write_file(f"{folder}/{PAYLOAD_FILE}", payload.encode())
         transport.write_file(
             f"{folder}/meta.json",
@@ -104,7 +124,15 @@ class SlurmStepHandler(StepHandler):
         )
         options = self._resources.for_step(step_key, step_handler_context.step_tags[step_key])
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder})
-        job = self._client.submit(script, name, options)
+        known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
+        claim = Claim(f"{run_folder(self._base_dir, root_run_id, run.run_id).rsplit('/', 1)[0]}/{CLAIMS_DIR}", frozenset(known))
+        try:
+            job = self._client.submit(script, name, options, claim=claim)
+        except AlreadySubmitted:
+            # Another worker submitted this step since the look-up: that job is the step's.
+            if self._adopt(step_handler_context, step_key, self._lineage_jobs(step_handler_context, name), take_failures=True):
+                return
+            raise
         self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
         yield DagsterEvent.step_worker_starting(
             step_context,
@@ -123,7 +151,13 @@ class SlurmStepHandler(StepHandler):
         if step is None:
             # Asked about a step this worker did not submit: the run is resuming after its
             # previous worker died (StepDelegatingExecutor.execute, resume_from_failure).
-            return self._adopt(step_handler_context, step_key)
+            lineage = self._lineage_jobs(step_handler_context, job_name(_root(step_handler_context), step_key))
+            if not self._adopt(step_handler_context, step_key, lineage, take_failures=True):
+                return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
+            step = self.relay.steps[step_key]
+            if step.outcome is None and step.drained:
+                return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
+            return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
         if step.drained:
@@ -160,48 +194,72 @@ class SlurmStepHandler(StepHandler):
             )
         yield from ()
 
-    def _adopt(self, step_handler_context: StepHandlerContext, step_key: str) -> CheckStepHealthResult:
-        """Find the step's job by its name and take it over: still queued or running, keep
-        waiting; finished, relay the rest of its journal and take its outcome; finished without
-        an outcome, or no job at all, report unhealthy so that the executor submits it again."""
+    def _lineage_jobs(self, step_handler_context: StepHandlerContext, name: str) -> list[JobInfo]:
+        """Jobs named ``name`` submitted by any run of this run's lineage, newest first."""
+        root_run_id = _root(step_handler_context)
+        prefix = run_folder(self._base_dir, root_run_id, root_run_id).rsplit("/", 1)[0] + "/"
+        jobs = self._client.find_by_name([name], _created(step_handler_context.instance, root_run_id)).get(name, [])
+        return [j for j in jobs if j.work_dir and j.work_dir.startswith(prefix)]
+
+    def _adopt(self, step_handler_context: StepHandlerContext, step_key: str, lineage: list[JobInfo], take_failures: bool) -> bool:
+        """Take over the step's newest job if its outcome is still to be collected.
+
+        Adopted: a job still queued or running, or one that finished with an outcome no run of
+        the lineage recorded (a failure only if ``take_failures``: a resumed run takes the
+        step's outcome, a retry submits a failed step again). Not adopted: no job, a job that
+        died without an outcome, or one whose outcome is history (an explicit re-execution).
+        """
+        if not lineage:
+            return False
         run = step_handler_context.dagster_run
         instance = step_handler_context.instance
-        root_run_id = run.root_run_id or run.run_id
-        name = job_name(root_run_id, step_key)
-        folder_prefix = run_folder(self._base_dir, root_run_id, run.run_id) + "/"
-        jobs = self._client.find_by_name([name], _created(instance, root_run_id)).get(name, [])
-        ours = [j for j in jobs if j.work_dir and j.work_dir.startswith(folder_prefix)]
-        if not ours:
-            return CheckStepHealthResult.unhealthy(f"no Slurm job named {name} was submitted for this run")
-        found = ours[0]  # newest first
+        newest = lineage[0]
+        folder = newest.work_dir
+        assert folder is not None  # _lineage_jobs keeps only jobs with a work dir
+        outcome = next((r.entry for r in reversed(self._journal(folder)) if r.entry.dagster_event_type in OUTCOMES), None)
+        if outcome is None and newest.is_terminal:
+            return False
+        if outcome is not None and (
+            _recorded_in_lineage(instance, run.run_id, step_key, outcome)
+            or (outcome.dagster_event_type != DagsterEventType.STEP_SUCCESS and not take_failures)
+        ):
+            return False
         stored = frozenset(
             (e.timestamp, e.user_message) for e in instance.all_logs(run.run_id) if e.step_key == step_key
         )
         step = TrackedStep(
             step_key=step_key,
-            job=SubmittedJob(found.job_id, name, found.submit_time or _created(instance, root_run_id)),
-            folder=found.work_dir,  # type: ignore[arg-type]  # checked above
+            job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or _created(instance, _root(step_handler_context))),
+            folder=folder,
             stored=stored,
         )
         self.relay.track(step)
         instance.report_engine_event(
-            f"Adopted Slurm job {found.job_id} ({found.state.value}) for step {step_key} from the previous run worker",
+            f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, submitted by run {step.source_run_id}",
             run,
-            EngineEventData(metadata={"slurm_job_id": MetadataValue.text(found.job_id)}),
+            EngineEventData(metadata={"slurm_job_id": MetadataValue.text(newest.job_id), "submitted_by_run": MetadataValue.text(step.source_run_id)}),
             step_key=step_key,
         )
         self.relay.poll()
-        if step.outcome is None and step.drained:
-            return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
-        return CheckStepHealthResult.healthy()
+        return True
+
+    def _journal(self, folder: str) -> list[JournalRecord]:
+        result = self._client.transport.run(read_files_command([FileSlice(f"{folder}/{JOURNAL_FILE}")]))
+        if not result.ok:
+            raise SlurmError(f"could not read the journal in {folder}: {result.stderr.strip()}")
+        [read] = parse_files_output([FileSlice(f"{folder}/{JOURNAL_FILE}")], result.stdout)
+        data = read.data
+        return parse_records(data)[0] if data else []
 
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
         folder = run_folder(self._base_dir, run.root_run_id or run.run_id, run.run_id)
         root = shlex.quote(folder.rsplit("/", 1)[0])
-        # The root run's folder goes too once no run of its lineage has a folder left in it.
+        # The root run's folder (and its submission claims) goes too once no run of its
+        # lineage has a folder left in it.
         self._client.transport.run(
-            f"nohup sh -c 'rm -rf -- \"$1\"; rmdir -- \"$2\" 2>/dev/null' sh {shlex.quote(folder)} {root} >/dev/null 2>&1 &"
+            f"nohup sh -c 'rm -rf -- \"$1\"; ls -A -- \"$2\" | grep -qvx {CLAIMS_DIR} || rm -rf -- \"$2\"' "
+            f"sh {shlex.quote(folder)} {root} >/dev/null 2>&1 &"
         )
 
     def _explain_missing_outcome(self, step: TrackedStep) -> str:
@@ -226,6 +284,23 @@ class SlurmStepHandler(StepHandler):
         )
 
 
+def _root(step_handler_context: StepHandlerContext) -> str:
+    run = step_handler_context.dagster_run
+    return run.root_run_id or run.run_id
+
+
+def _recorded_in_lineage(instance: DagsterInstance, run_id: str, step_key: str, outcome: EventLogEntry) -> bool:
+    """Whether a run of ``run_id``'s lineage stored this journal record (the same step, event
+    type and timestamp; databases keep timestamps to the microsecond)."""
+    group = instance.get_run_group(run_id)
+    for run in group[1] if group else []:
+        for record in instance.get_records_for_run(run.run_id, of_type=outcome.dagster_event_type).records:
+            entry = record.event_log_entry
+            if entry.step_key == step_key and abs(entry.timestamp - outcome.timestamp) < 1e-3:
+                return True
+    return False
+
+
 def _created(instance: DagsterInstance, run_id: str) -> datetime:
     """When a run was created: no job of its lineage was submitted before."""
     record = instance.get_run_record_by_id(run_id)
@@ -238,12 +313,19 @@ def _single_step_key(step_handler_context: StepHandlerContext) -> str:
     return keys[0]
 
 
-def _payload(step_handler_context: StepHandlerContext, base_dir: str, dynamic_partitions: set[str]) -> str:
+def _payload(
+    step_handler_context: StepHandlerContext,
+    base_dir: str,
+    dynamic_partitions: set[str],
+    tracked: Iterable[TrackedStep],
+    plan_step_keys: Sequence[str],
+) -> str:
     """What the step worker needs, including what it could not read from the instance itself."""
     run = step_handler_context.dagster_run
     instance = step_handler_context.instance
     # The instance ref can hold database credentials; the worker never uses it.
     args = copy(step_handler_context.execute_step_args, instance_ref=None)
+    run, args = _load_adopted_outputs_from_their_runs(run, args, tracked, plan_step_keys)
     plan_snapshot = None
     if run.has_repository_load_data and run.execution_plan_snapshot_id:
         plan_snapshot = serialize_value(instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
@@ -255,6 +337,29 @@ def _payload(step_handler_context: StepHandlerContext, base_dir: str, dynamic_pa
         "dynamic_partitions": {name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
     }
     return json.dumps(payload)
+
+
+def _load_adopted_outputs_from_their_runs(
+    run: DagsterRun, args: ExecuteStepArgs, tracked: Iterable[TrackedStep], plan_step_keys: Sequence[str]
+) -> tuple[DagsterRun, ExecuteStepArgs]:
+    """Point inputs from adopted steps at the run that submitted their jobs.
+
+    A step worker stores outputs under its own run's id; an adopted job's worker ran for an
+    earlier run of the lineage. Dagster loads an input from an earlier run when its step is not
+    in the run's ``step_keys_to_execute`` and a ``PastExecutionState`` produced the output
+    (``StepExecutionContext._get_source_run_id``): both are arranged here, for this step only.
+    """
+    adopted = [s for s in tracked if s.source_run_id != run.run_id and s.outputs]
+    if not adopted:
+        return run, args
+    known = args.known_state or KnownExecutionState()
+    parent = known.parent_state
+    for step in adopted:
+        parent = PastExecutionState(run_id=step.source_run_id, produced_outputs=set(step.outputs), parent_state=parent)
+    keys = run.step_keys_to_execute or plan_step_keys
+    skip = {s.step_key for s in adopted}
+    run = copy(run, step_keys_to_execute=[k for k in keys if k not in skip])
+    return run, copy(args, known_state=known._replace(parent_state=parent))
 
 
 def _dynamic_partitions(job_def: JobDefinition) -> set[str]:

@@ -1,6 +1,8 @@
 """The Slurm client: submit jobs, poll them in batches, find them by name, cancel them."""
 
 from dagster_slurm_launcher.slurm.client import (
+    AlreadySubmitted,
+    Claim,
     SlurmClient,
     SlurmError,
     SubmissionUncertain,
@@ -10,6 +12,8 @@ from dagster_slurm_launcher.slurm.client import (
 from dagster_slurm_launcher.slurm.job import JobInfo, JobState, SubmittedJob
 
 __all__ = [
+    "AlreadySubmitted",
+    "Claim",
     "JobInfo",
     "JobState",
     "SlurmClient",

@@ -8,6 +8,7 @@ import re
 import shlex
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dagster_slurm_launcher.logs import get_logger
@@ -66,6 +67,38 @@ class SubmissionUncertain(SlurmError):
         self.name = name
 
 
+class AlreadySubmitted(SlurmError):
+    """Another submitter claimed this job name since the caller last looked: adopt its job."""
+
+    def __init__(self, name: str, job_id: str) -> None:
+        super().__init__(f"job {name!r} was submitted as {job_id} by another worker")
+        self.name = name
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Makes look-up-then-submit atomic among submitters sharing ``directory``.
+
+    ``directory/<name>`` holds the id of the last job submitted under ``name``, written under an
+    exclusive lock together with the submission. A submission goes ahead only if that id is one
+    of ``known`` (the jobs the caller saw when it decided to submit) or there is none.
+    """
+
+    directory: str
+    known: frozenset[str]
+
+    def wrap(self, name: str, sbatch: str) -> str:
+        path = shlex.quote(f"{self.directory}/{name}")
+        known = shlex.quote(" " + " ".join(sorted(self.known)) + " ")
+        return (
+            f"mkdir -p -m 0700 {shlex.quote(self.directory)} && exec 9>>{path}.lock && flock 9 && "
+            f"{{ c=$(cat {path} 2>/dev/null); case {known} in *\" $c \"*) ;; *) "
+            f'if [ -n "$c" ]; then echo "claimed $c"; exit 0; fi;; esac; '
+            f"out=$({sbatch}) || exit $?; printf '%s\\n' \"${{out%%;*}}\" > {path}.new && mv {path}.new {path} && echo \"$out\"; }}"
+        )
+
+
 def validate_job_name(name: str) -> None:
     """Raise ``ValueError`` unless ``name`` can round-trip through sbatch, squeue and sacct."""
     problem = None
@@ -115,10 +148,15 @@ class SlurmClient:
         self._retry_timeout = retry_timeout
         self._accounting = True
 
-    def submit(self, script: str, name: str, options: Mapping[str, OptionValue] | None = None) -> SubmittedJob:
+    def submit(
+        self, script: str, name: str, options: Mapping[str, OptionValue] | None = None, claim: Claim | None = None
+    ) -> SubmittedJob:
         """Submit ``script`` (sent on stdin, never on the command line) as job ``name``.
 
+        With ``claim``, only if no other submitter got there first (see :class:`Claim`).
+
         Raises:
+            AlreadySubmitted: ``claim`` found a job the caller did not know; nothing was submitted.
             ValueError: ``name`` or an option cannot be used; nothing was submitted.
             SlurmError: sbatch refused the job; the message is sbatch's.
             SubmissionUncertain: the job may or may not exist; look it up by name.
@@ -126,7 +164,8 @@ class SlurmClient:
         validate_job_name(name)
         argv = ["sbatch", "--parsable", f"--job-name={name}", *sbatch_arguments(options or {})]
         # The cluster's clock, read just before sbatch, bounds this job's submit time from below.
-        command = f"TZ=UTC date +%Y-%m-%dT%H:%M:%S && {shlex.join(argv)}"
+        sbatch = shlex.join(argv) if claim is None else claim.wrap(name, shlex.join(argv))
+        command = f"TZ=UTC date +%Y-%m-%dT%H:%M:%S && {sbatch}"
         deadline = time.monotonic() + self._retry_timeout
         attempt = 0
         while True:
@@ -136,6 +175,8 @@ class SlurmClient:
                 raise SubmissionUncertain(f"submitting {name!r}: {exc}", name) from exc
             if result.ok:
                 lines = result.stdout.split()
+                if lines[-2:-1] == ["claimed"]:
+                    raise AlreadySubmitted(name, lines[-1])
                 return SubmittedJob(
                     job_id=lines[-1].split(";")[0], name=name, submitted_after=parse_time(lines[0])  # type: ignore[arg-type]
                 )
@@ -202,6 +243,11 @@ class SlurmClient:
         for jobs in by_name.values():
             jobs.sort(key=_newest_first)
         return by_name
+
+    def queued_with_prefix(self, prefix: str) -> list[JobInfo]:
+        """This user's jobs in the controller (pending, running, or just ended) whose name
+        starts with ``prefix``, in one ``squeue``."""
+        return [info for info in self._squeue([], mine=True).values() if info.name.startswith(prefix)]
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         """Cancel ``job_ids`` with one ``scancel``; jobs that already ended are not an error."""
