@@ -3,6 +3,7 @@
 from importlib.metadata import version
 
 from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
+from dagster_slurm_launcher.launcher import SlurmRunLauncher
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
 
 __version__ = version("dagster-slurm-launcher")
@@ -11,6 +12,7 @@ __all__ = [
     "SBATCH_TAG",
     "SettingsError",
     "SlurmConfigError",
+    "SlurmRunLauncher",
     "SlurmSettings",
     "__version__",
     "load_settings",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import Array, Bool, Field, Float, Int, Noneable, Permissive, Shape, String
+from dagster import Array, Bool, Field, Float, Int, IntSource, Noneable, Permissive, Shape, String, StringSource
 from dagster._core.execution.retries import get_retries_config
 
 from dagster_slurm_launcher.slurm.client import OptionValue, sbatch_arguments
@@ -30,29 +30,29 @@ CONFIG_SCHEMA = {
     "connection": Field(
         Shape(
             {
-                "transport": _opt(String, "`ssh` or `local` (default DAGSTER_SLURM_TRANSPORT)."),
-                "host": _opt(String, "Login node or ssh config alias (default DAGSTER_SLURM_HOST)."),
-                "port": _opt(Int, "SSH port (default DAGSTER_SLURM_PORT)."),
-                "user": _opt(String, "Cluster user (default DAGSTER_SLURM_USER)."),
-                "key_file": _opt(String, "Private key (default DAGSTER_SLURM_KEY_FILE)."),
-                "known_hosts": _opt(String, "known_hosts file (default DAGSTER_SLURM_KNOWN_HOSTS)."),
-                "jump_host": _opt(String, "Bastion (default DAGSTER_SLURM_JUMP_HOST)."),
+                "transport": _opt(StringSource, "`ssh` or `local` (default DAGSTER_SLURM_TRANSPORT)."),
+                "host": _opt(StringSource, "Login node or ssh config alias (default DAGSTER_SLURM_HOST)."),
+                "port": _opt(IntSource, "SSH port (default DAGSTER_SLURM_PORT)."),
+                "user": _opt(StringSource, "Cluster user (default DAGSTER_SLURM_USER)."),
+                "key_file": _opt(StringSource, "Private key (default DAGSTER_SLURM_KEY_FILE)."),
+                "known_hosts": _opt(StringSource, "known_hosts file (default DAGSTER_SLURM_KNOWN_HOSTS)."),
+                "jump_host": _opt(StringSource, "Bastion (default DAGSTER_SLURM_JUMP_HOST)."),
             }
         ),
         is_required=False,
         description="How to reach the login node; unset keys come from DAGSTER_SLURM_* variables. "
         "Passwords only come from DAGSTER_SLURM_PASSWORD.",
     ),
-    "partition": _opt(String, "sbatch --partition."),
-    "account": _opt(String, "sbatch --account."),
-    "qos": _opt(String, "sbatch --qos."),
-    "time": _opt(String, "sbatch --time, e.g. 00:30:00. Only running time counts, never queue time."),
-    "cpus_per_task": _opt(Int, "sbatch --cpus-per-task."),
-    "mem": _opt(String, "sbatch --mem, e.g. 4G."),
-    "gpus": _opt(Int, "sbatch --gpus."),
-    "constraint": _opt(String, "sbatch --constraint."),
+    "partition": _opt(StringSource, "sbatch --partition."),
+    "account": _opt(StringSource, "sbatch --account."),
+    "qos": _opt(StringSource, "sbatch --qos."),
+    "time": _opt(StringSource, "sbatch --time, e.g. 00:30:00. Only running time counts, never queue time."),
+    "cpus_per_task": _opt(IntSource, "sbatch --cpus-per-task."),
+    "mem": _opt(StringSource, "sbatch --mem, e.g. 4G."),
+    "gpus": _opt(IntSource, "sbatch --gpus."),
+    "constraint": _opt(StringSource, "sbatch --constraint."),
     "signal": _opt(
-        String, "sbatch --signal, e.g. B:USR1@300: signal the step 300 s before its time limit so it can checkpoint."
+        StringSource, "sbatch --signal, e.g. B:USR1@300: signal the step 300 s before its time limit so it can checkpoint."
     ),
     "sbatch_options": Field(
         Permissive(), is_required=False, default_value={},
@@ -62,8 +62,8 @@ CONFIG_SCHEMA = {
         [String], is_required=False, default_value=[],
         description="Shell lines run before the step, e.g. 'module load python/3.11'.",
     ),
-    "python": _opt(String, "Python executable on the cluster (default DAGSTER_SLURM_PYTHON)."),
-    "remote_base_dir": _opt(String, "Run folders on the shared filesystem (default DAGSTER_SLURM_REMOTE_BASE_DIR)."),
+    "python": _opt(StringSource, "Python executable on the cluster (default DAGSTER_SLURM_PYTHON)."),
+    "remote_base_dir": _opt(StringSource, "Run folders on the shared filesystem (default DAGSTER_SLURM_REMOTE_BASE_DIR)."),
     "env_vars": Field(
         Array(String), is_required=False, default_value=[],
         description="Environment for the step: 'NAME' copies the run worker's value, 'NAME=value' sets one.",

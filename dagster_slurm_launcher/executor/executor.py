@@ -12,9 +12,7 @@ from dagster._core.executor.step_delegating import StepDelegatingExecutor
 
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA, SBATCH_TAG, StepResources, parse_sbatch_tag, step_environment
 from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
-from dagster_slurm_launcher.settings import load_settings
-from dagster_slurm_launcher.slurm import SlurmClient
-from dagster_slurm_launcher.transport import make_transport
+from dagster_slurm_launcher.connect import connect
 
 
 # How long a finished run waits for its last jobs to exit, to report their accounting.
@@ -73,20 +71,12 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
             )
     """
     config = init_context.executor_config
-    overrides = {k: v for k, v in (config.get("connection") or {}).items() if v is not None}
-    for key in ("python", "remote_base_dir", "poll_interval"):
-        if config.get(key) is not None:
-            overrides[key] = config[key]
-    settings = load_settings(**overrides)
-    client = SlurmClient(make_transport(settings), retry_timeout=settings.reconnect_timeout)
-    base_dir = settings.remote_base_dir
-    if not base_dir.startswith("/"):
-        home = client.transport.run('printf %s "$HOME"').stdout
-        base_dir = f"{home}/{base_dir}"
+    cluster = connect(config)
+    settings = cluster.settings
     handler = SlurmStepHandler(
-        client=client,
+        client=cluster.client,
         resources=StepResources.from_config(config),
-        base_dir=base_dir,
+        base_dir=cluster.base_dir,
         python=settings.python,
         setup=config["setup"],
         env=step_environment(config["env_vars"]),

@@ -1,0 +1,33 @@
+"""From executor or launcher config (and ``DAGSTER_SLURM_*`` settings) to a Slurm client."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagster_slurm_launcher.settings import SlurmSettings, load_settings
+from dagster_slurm_launcher.slurm import SlurmClient
+from dagster_slurm_launcher.transport import make_transport
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A connected Slurm client, the settings it was made from, and the absolute run-folder root."""
+
+    client: SlurmClient
+    settings: SlurmSettings
+    base_dir: str
+
+
+def connect(config: Mapping[str, Any]) -> Cluster:
+    """Connect as ``config`` (the executor's schema) says; unset keys come from the environment."""
+    overrides = {k: v for k, v in (config.get("connection") or {}).items() if v is not None}
+    for key in ("python", "remote_base_dir", "poll_interval"):
+        if config.get(key) is not None:
+            overrides[key] = config[key]
+    settings = load_settings(**overrides)
+    client = SlurmClient(make_transport(settings), retry_timeout=settings.reconnect_timeout)
+    base_dir = settings.remote_base_dir
+    if not base_dir.startswith("/"):
+        home = client.transport.run('printf %s "$HOME"').stdout
+        base_dir = f"{home}/{base_dir}"
+    return Cluster(client=client, settings=settings, base_dir=base_dir)

@@ -1,0 +1,222 @@
+"""SlurmRunLauncher: run workers as detached processes on the Dagster host, steps on Slurm."""
+
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import DagsterInstance, Field, Shape, StringSource
+from dagster._core.definitions.metadata import MetadataValue
+from dagster._core.events import DagsterEventType, EngineEventData
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    LaunchRunContext,
+    ResumeRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+
+from dagster_slurm_launcher.connect import Cluster, connect
+from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
+from dagster_slurm_launcher.launcher.process import WorkerProcess, spawn_detached
+from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
+from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
+from dagster_slurm_launcher.slurm import JobInfo
+
+HOST_TAG = "dagster-slurm/run-worker-host"
+PID_TAG = "dagster-slurm/run-worker-pid"
+START_TAG = "dagster-slurm/run-worker-start-time"
+LOG_TAG = "dagster-slurm/run-worker-log"
+
+
+class SlurmRunLauncher(RunLauncher, ConfigurableClass):
+    """Launches each run's worker as a detached process on this host; its steps run on Slurm.
+
+    The worker outlives the daemon or webserver that launched it, and is recorded in the run's
+    tags (host, pid, start time, log file) so that run monitoring can tell when it died and
+    resume the run with a new worker. Jobs that name no executor run with the Slurm executor,
+    configured by ``executor`` (the ``slurm_executor`` config schema).
+
+    Example ``dagster.yaml``:
+
+    .. code-block:: yaml
+
+        run_launcher:
+          module: dagster_slurm_launcher
+          class: SlurmRunLauncher
+          config:
+            executor:
+              partition: debug
+              time: "01:00:00"
+    """
+
+    def __init__(self, executor: Mapping[str, Any] | None = None, log_dir: str | None = None,
+                 inst_data: ConfigurableClassData | None = None) -> None:
+        self._inst_data = inst_data
+        self._executor_config = dict(executor or {})
+        self._log_dir = log_dir
+        self._connected: Cluster | None = None
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict[str, Field]:
+        return {
+            "executor": Field(
+                Shape(CONFIG_SCHEMA), is_required=False,
+                description="Slurm executor config for jobs that name no executor (and where to "
+                "cancel jobs of terminated runs). Name an executor on a job or its Definitions to opt out.",
+            ),
+            "log_dir": Field(
+                StringSource, is_required=False,
+                description="Where run workers' logs go (default: run-workers/ under the instance directory).",
+            ),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> "SlurmRunLauncher":
+        return cls(inst_data=inst_data, **config_value)
+
+    # Launching and resuming
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        self._start_worker(context.dagster_run, EXECUTE)
+
+    @property
+    def supports_resume_run(self) -> bool:
+        return True
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        self._start_worker(context.dagster_run, RESUME)
+
+    def _start_worker(self, run: DagsterRun, mode: str) -> None:
+        origin = run.job_code_origin
+        if origin is None:
+            raise ValueError(f"run {run.run_id} has no code origin: it was not launched from a code location")
+        log_dir = self._log_dir or os.path.join(self._instance.root_directory, "run-workers")
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        log_path = os.path.join(log_dir, f"{run.run_id}.log")
+        worker = spawn_detached(
+            [origin.executable_path, "-m", "dagster_slurm_launcher.launcher.run_worker"],
+            orders(mode, run.run_id, self._instance.get_ref(), self._executor_config),
+            log_path,
+            cwd=origin.repository_origin.code_pointer.working_directory,
+            env=os.environ,
+        )
+        tags = {HOST_TAG: worker.host, PID_TAG: str(worker.pid), START_TAG: f"{worker.start_time:.3f}", LOG_TAG: log_path}
+        self._instance.add_run_tags(run.run_id, tags)
+        self._instance.report_engine_event(
+            f"{'Resumed' if mode == RESUME else 'Started'} run worker (pid {worker.pid} on {worker.host}); its log is {log_path}",
+            run,
+            EngineEventData(metadata={k.split("/")[-1]: MetadataValue.text(v) for k, v in tags.items()}),
+            cls=self.__class__,
+        )
+
+    # Health
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        worker = _worker_of(run)
+        if worker is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no run worker tags: its launch did not finish")
+        state = worker.state()
+        if state == "running":
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker.pid))
+        if state == "elsewhere":
+            # Anything but RUNNING makes run monitoring resume the run: a worker that cannot be
+            # seen from here must not be doubled. Run the daemon on the host that launches runs.
+            return CheckRunHealthResult(
+                WorkerStatus.RUNNING, f"run worker runs on {worker.host}; cannot check it from here", run_worker_id=str(worker.pid)
+            )
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"run worker pid {worker.pid} on {worker.host} is gone; its log is {run.tags.get(LOG_TAG)}",
+            run_worker_id=str(worker.pid),
+        )
+
+    def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: bool | None = True) -> str | None:
+        worker = _worker_of(run)
+        lines = [f"run worker: {'none recorded' if worker is None else f'pid {worker.pid} on {worker.host}, {worker.state()}'}"]
+        log_path = run.tags.get(LOG_TAG)
+        if log_path:
+            lines.append(f"log: {log_path}")
+            if include_container_logs and os.path.exists(log_path):
+                with open(log_path, "rb") as f:
+                    f.seek(max(0, os.path.getsize(log_path) - 4000))
+                    lines.append(f.read().decode(errors="replace"))
+        try:
+            jobs = self._slurm_jobs(run)
+        except Exception as exc:  # debug info must not fail run monitoring
+            lines.append(f"Slurm jobs: could not be listed ({exc})")
+        else:
+            lines.append("Slurm jobs: " + (", ".join(f"{j.job_id} {j.state.value}" for j in jobs) or "none in the queue"))
+        return "\n".join(lines)
+
+    # Termination
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        jobs = [info.job_id for info in self._slurm_jobs(run) if not info.is_terminal]
+        if jobs:
+            self._cluster().client.cancel(jobs)
+            self._instance.report_engine_event(
+                f"Cancelled Slurm jobs {', '.join(jobs)}", run,
+                EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}), cls=self.__class__,
+            )
+        worker = _worker_of(run)
+        # The worker, seeing the run CANCELING, reports it CANCELED; without one, nobody else will.
+        if worker is None or not worker.signal(signal.SIGTERM):
+            self._instance.report_run_canceled(run, message="Run terminated; its run worker was not running.")
+        return True
+
+    def _slurm_jobs(self, run: DagsterRun) -> list[JobInfo]:
+        """The run's jobs still in the controller: submitted from the run's folder, or adopted
+        by it from an earlier run of its lineage."""
+        root = run.root_run_id or run.run_id
+        cluster = self._cluster()
+        folder = run_folder(cluster.base_dir, root, run.run_id) + "/"
+        tracked = _job_ids_in_events(self._instance, run.run_id)
+        return [
+            info for info in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-{root}-")
+            if info.job_id in tracked or (info.work_dir or "").startswith(folder)
+        ]
+
+    def _cluster(self) -> Cluster:
+        # Connected on first use: launching runs needs no connection to the cluster.
+        if self._connected is None:
+            self._connected = connect(self._executor_config)
+        return self._connected
+
+    def dispose(self) -> None:
+        if self._connected is not None:
+            self._connected.client.transport.close()
+
+
+def _worker_of(run: DagsterRun) -> WorkerProcess | None:
+    tags = run.tags
+    if PID_TAG not in tags:
+        return None
+    return WorkerProcess(host=tags[HOST_TAG], pid=int(tags[PID_TAG]), start_time=float(tags[START_TAG]))
+
+
+def _job_ids_in_events(instance: DagsterInstance, run_id: str) -> set[str]:
+    """Slurm job ids the run's events name (its submissions, and jobs it adopted)."""
+    ids = set()
+    for event_type in (DagsterEventType.STEP_WORKER_STARTING, DagsterEventType.ENGINE_EVENT):
+        for record in instance.get_records_for_run(run_id, of_type=event_type).records:
+            event = record.event_log_entry.dagster_event
+            metadata = (getattr(event.event_specific_data, "metadata", None) if event else None) or {}
+            value = metadata.get("slurm_job_id")
+            if value is not None:
+                ids.add(str(value.value))
+    return ids

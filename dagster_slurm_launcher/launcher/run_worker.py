@@ -1,0 +1,64 @@
+"""The run worker the SlurmRunLauncher starts: ``python -m dagster_slurm_launcher.launcher.run_worker``.
+
+It reads its orders from stdin (never argv: the instance's config may hold credentials, and
+argv is world-readable in ``ps``), detaches from the launcher, and executes or resumes one run
+exactly as ``dagster api execute_run`` / ``dagster api resume_run`` do.
+"""
+
+import json
+import sys
+from typing import Any
+
+from dagster import DagsterInstance
+from dagster._cli.api import _execute_run_command_body, _resume_run_command_body
+from dagster._core.definitions import job_definition
+from dagster._core.definitions.executor_definition import multi_or_in_process_executor
+from dagster._core.instance.ref import InstanceRef
+from dagster._serdes import deserialize_value, serialize_value
+from dagster._utils.interrupts import capture_interrupts
+
+from dagster_slurm_launcher.launcher.process import detach
+
+EXECUTE = "execute"
+RESUME = "resume"
+
+
+def orders(mode: str, run_id: str, instance_ref: InstanceRef, default_executor: dict[str, Any] | None) -> bytes:
+    """What :func:`main` reads on stdin."""
+    return json.dumps({
+        "mode": mode, "run_id": run_id, "instance_ref": serialize_value(instance_ref),
+        "default_executor": default_executor,
+    }).encode()
+
+
+def make_slurm_the_default_executor(run_config: dict[str, Any], executor_config: dict[str, Any]) -> bool:
+    """Give jobs that name no executor the Slurm executor, in this process only.
+
+    A job's executor is ``JobDefinition.executor_def``: the one the job or its ``Definitions``
+    names, else the module-level ``DEFAULT_EXECUTOR_DEF`` (dagster/_core/definitions/
+    job_definition.py), which is what is replaced here. A run whose config configures that
+    default executor (an ``execution`` section) asked for it, and keeps it.
+    """
+    if "execution" in run_config:
+        return False
+    if job_definition.DEFAULT_EXECUTOR_DEF is not multi_or_in_process_executor:
+        raise RuntimeError("this Dagster release chooses default executors differently: upgrade dagster-slurm-launcher")
+    from dagster_slurm_launcher.executor import slurm_executor
+
+    job_definition.DEFAULT_EXECUTOR_DEF = slurm_executor.configured(executor_config, name="slurm")  # type: ignore[attr-defined]
+    return True
+
+
+def main() -> int:
+    order = json.loads(sys.stdin.buffer.read())
+    detach()
+    body = {EXECUTE: _execute_run_command_body, RESUME: _resume_run_command_body}[order["mode"]]
+    with capture_interrupts():
+        with DagsterInstance.from_ref(deserialize_value(order["instance_ref"], InstanceRef)) as instance:
+            run = instance.get_run_by_id(order["run_id"])
+            if run is not None and order["default_executor"] is not None:
+                make_slurm_the_default_executor(dict(run.run_config), order["default_executor"])
+            return body(order["run_id"], instance, lambda _event: None, set_exit_code_on_failure=True)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""A code location as a deployment writes it: no executor named, so the SlurmRunLauncher's
+default (the Slurm executor) runs every job, except the one that opts out."""
+
+from dagster import Definitions, StaticPartitionsDefinition, asset, define_asset_job, in_process_executor, job, op
+from ops import after_slow, slow_step
+
+days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(20)])
+
+
+@job
+def resumable():
+    after_slow(slow_step())
+
+
+@op
+def where() -> None:
+    print("ran in the run worker")
+
+
+@job(executor_def=in_process_executor)
+def opted_out():
+    where()
+
+
+@asset(partitions_def=days)
+def daily(context) -> str:  # noqa: ANN001
+    return context.partition_key
+
+
+defs = Definitions(jobs=[resumable, opted_out, define_asset_job("daily_job", [daily])], assets=[daily])

@@ -1,0 +1,196 @@
+"""A persistent deployment: a real dagster-daemon with the SlurmRunLauncher, queued runs, run
+monitoring and run retries, configured from dagster.yaml.example. Whatever happens to a run
+worker, each step's outcome is computed by exactly one Slurm job."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.dagster_run import RunsFilter
+
+from dagster_slurm_launcher.launcher.launcher import LOG_TAG, PID_TAG
+from tests import lab
+
+pytestmark = pytest.mark.lab
+
+EXAMPLE = Path(__file__).parent.parent / "dagster.yaml.example"
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+@dataclass
+class Deployment:
+    home: Path
+    workspace: Path
+    instance: DagsterInstance
+    daemon: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DAGSTER_HOME": str(self.home)}
+
+    def start_daemon(self) -> None:
+        log = open(self.home / "daemon.log", "ab")  # noqa: SIM115  # the daemon's for its lifetime
+        self.daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(self.workspace)],
+            env=self.env, stdout=log, stderr=log, cwd=self.workspace.parent,
+        )
+
+    def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
+        assert self.daemon is not None
+        self.daemon.send_signal(sig)
+        self.daemon.wait(timeout=60)
+        self.daemon = None
+
+    def dagster(self, *args: str) -> None:
+        subprocess.run([DAGSTER, *args, "-w", str(self.workspace)], env=self.env, check=True, capture_output=True)
+
+    def launch(self, job: str) -> str:
+        self.dagster("job", "launch", "-j", job)
+        return self.instance.get_runs(limit=1)[0].run_id
+
+    def run(self, run_id: str):  # noqa: ANN201
+        return self.instance.get_run_by_id(run_id)
+
+    def wait_for_status(self, run_id: str, statuses: set[DagsterRunStatus], timeout: float = 300) -> DagsterRunStatus:
+        def reached() -> DagsterRunStatus | None:
+            status = self.run(run_id).status
+            return status if status in statuses else None
+
+        try:
+            return lab.wait_until(reached, timeout, what=f"run {run_id} in {statuses}")  # type: ignore[return-value]
+        except AssertionError:
+            print((self.home / "daemon.log").read_text()[-5000:])
+            log = self.run(run_id).tags.get(LOG_TAG)
+            if log and Path(log).exists():
+                print(Path(log).read_text()[-5000:])
+            raise
+
+    def worker_pid(self, run_id: str) -> int:
+        return int(self.run(run_id).tags[PID_TAG])
+
+
+def deployment_config(*, monitoring: bool, retries: bool, max_concurrent_runs: int) -> dict:
+    """dagster.yaml.example, with SQLite storage and the lab's settings from the environment."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    del config["storage"]
+    config["run_launcher"]["config"]["executor"] = {"poll_interval": 1.0, "time": "00:10:00"}
+    config["run_coordinator"]["config"].update(dequeue_interval_seconds=1, max_concurrent_runs=max_concurrent_runs)
+    config["run_monitoring"].update(enabled=monitoring, poll_interval_seconds=2)
+    config["run_retries"]["enabled"] = retries
+    return config
+
+
+@pytest.fixture
+def deploy(tmp_path: Path, code_dir: Path) -> Iterator:
+    deployments: list[Deployment] = []
+
+    def make(*, monitoring: bool = True, retries: bool = False, max_concurrent_runs: int = 20) -> Deployment:
+        home = tmp_path / "dagster_home"
+        home.mkdir(mode=0o700)
+        (home / "dagster.yaml").write_text(yaml.safe_dump(deployment_config(monitoring=monitoring, retries=retries, max_concurrent_runs=max_concurrent_runs)))
+        workspace = code_dir / "workspace.yaml"
+        workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
+            "relative_path": "deployment.py", "working_directory": str(code_dir)}}]}))
+        d = Deployment(home, workspace, DagsterInstance.from_config(str(home)))
+        deployments.append(d)
+        d.start_daemon()
+        return d
+
+    yield make
+    for d in deployments:
+        if d.daemon is not None:
+            d.stop_daemon()
+        d.instance.dispose()
+
+
+def jobs_of_step(run_id: str, step_key: str, at_least: int = 1) -> list[dict[str, str]]:
+    return [j for j in lab.settled_jobs_of_run(run_id, at_least) if j["name"].endswith(lab.step_hash(step_key))]
+
+
+def kill_worker_while_slow_step_runs(d: Deployment, run_id: str, sig: int) -> None:
+    lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    os.kill(d.worker_pid(run_id), sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(deploy, sig: int) -> None:  # noqa: ANN001
+    d = deploy(monitoring=True)
+    run_id = d.launch("resumable")
+    first_worker = lab.wait_until(lambda: PID_TAG in d.run(run_id).tags and d.worker_pid(run_id), 120, what="worker")
+    kill_worker_while_slow_step_runs(d, run_id, sig)
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    assert d.worker_pid(run_id) != first_worker
+    slow = jobs_of_step(run_id, "slow_step", at_least=2)
+    assert [j["state"] for j in slow] == ["COMPLETED"]
+    assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]
+
+
+def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_output(deploy) -> None:  # noqa: ANN001
+    d = deploy(monitoring=False, retries=True)
+    run_id = d.launch("resumable")
+    lab.wait_until(lambda: PID_TAG in d.run(run_id).tags, 120, what="worker")
+    kill_worker_while_slow_step_runs(d, run_id, signal.SIGTERM)
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS}) == DagsterRunStatus.FAILURE
+    retry = lab.wait_until(
+        lambda: d.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})), 120, what="retry run"
+    )[0]  # type: ignore[index]
+    assert d.wait_for_status(retry.run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    # One job for slow_step across both runs; after_slow (only in the retry) loaded its output
+    # from the run-scoped storage of the run that submitted it.
+    slow = jobs_of_step(run_id, "slow_step", at_least=2)
+    assert [j["state"] for j in slow] == ["COMPLETED"]
+    assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(retry.run_id)]
+    engine = d.instance.get_records_for_run(retry.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    assert any("Adopted Slurm job" in (r.event_log_entry.dagster_event.message or "") for r in engine)
+
+
+def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_retried(deploy) -> None:  # noqa: ANN001
+    d = deploy(monitoring=True, retries=True)
+    run_id = d.launch("resumable")
+    lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+
+    # The path of the UI's Terminate button (GraphQL terminateRun -> instance.run_launcher).
+    assert d.instance.run_launcher.terminate(run_id)
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
+    assert [j["state"].split()[0] for j in jobs_of_step(run_id, "slow_step")] == ["CANCELLED"]
+    subprocess.run(["sleep", "10"], check=True)  # the retry daemon's interval
+    assert d.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})) == []
+
+
+def test_a_job_that_names_its_executor_keeps_it(deploy) -> None:  # noqa: ANN001
+    d = deploy()
+    run_id = d.launch("opted_out")
+    assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    assert lab.slurm_jobs_of_run(run_id) == []
+
+
+def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(deploy) -> None:  # noqa: ANN001
+    d = deploy(monitoring=True, max_concurrent_runs=4)
+    d.dagster("job", "backfill", "-j", "daily_job", "--all", "all", "--noprompt")
+    runs = d.instance.get_runs()
+    assert len(runs) == 20
+    lab.wait_until(lambda: sum(r.status == DagsterRunStatus.SUCCESS for r in d.instance.get_runs()) >= 3, 300, what="3 done")
+    # Runs in flight keep their (detached) workers; queued ones wait for the new daemon.
+    d.stop_daemon()
+    in_flight = [r.run_id for r in d.instance.get_runs() if r.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)]
+    assert in_flight and DagsterRunStatus.QUEUED in {r.status for r in d.instance.get_runs()}
+    d.start_daemon()
+
+    for run in runs:
+        assert d.wait_for_status(run.run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}, timeout=900) == DagsterRunStatus.SUCCESS
+        assert [j["state"] for j in jobs_of_step(run.run_id, "daily")] == ["COMPLETED"]
+    # No run needed a new worker: the restart did not touch the ones in flight.
+    assert [d.instance.count_resume_run_attempts(run_id) for run_id in in_flight] == [0] * len(in_flight)
+    materialized = {r.partition_key for r in d.instance.fetch_materializations(AssetKey("daily"), limit=100).records}
+    assert len(materialized) == 20
