@@ -126,9 +126,16 @@ def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(d
     run_id = d.launch("resumable")
     first_worker = lab.wait_until(lambda: PID_TAG in d.run(run_id).tags and d.worker_pid(run_id), 120, what="worker")
     kill_worker_while_slow_step_runs(d, run_id, sig)
+    slow_job = lab.job_of_step(run_id, "slow_step", {"RUNNING", "COMPLETED"})
 
     assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
     assert d.worker_pid(run_id) != first_worker
+    # What the daemon showed when the worker died: where it ran, and the run's jobs in Slurm.
+    resumed = next(r.event_log_entry.dagster_event.message for r in
+                   d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+                   if "Detected run worker status" in (r.event_log_entry.dagster_event.message or ""))
+    assert f"run worker pid {first_worker}" in resumed and "is gone" in resumed
+    assert slow_job is not None
     slow = jobs_of_step(run_id, "slow_step", at_least=2)
     assert [j["state"] for j in slow] == ["COMPLETED"]
     assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]
@@ -157,7 +164,9 @@ def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_ou
 def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_retried(deploy) -> None:  # noqa: ANN001
     d = deploy(monitoring=True, retries=True)
     run_id = d.launch("resumable")
-    lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    job = lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    info = d.instance.run_launcher.get_run_worker_debug_info(d.run(run_id))
+    assert f"pid {d.worker_pid(run_id)}" in info and f"{job['job_id']} RUNNING" in info
 
     # The path of the UI's Terminate button (GraphQL terminateRun -> instance.run_launcher).
     assert d.instance.run_launcher.terminate(run_id)
