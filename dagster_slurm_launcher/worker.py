@@ -49,12 +49,13 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
             self.store_event(event)
 
 
-def worker_instance(journal: JournalWriter, storage_dir: str) -> DagsterInstance:
+def worker_instance(journal: JournalWriter, artifacts_dir: str) -> DagsterInstance:
     """An instance whose event log is the journal; outputs of the default IO manager go to
-    ``storage_dir`` on the shared filesystem, as they would go to ``$DAGSTER_HOME/storage``."""
+    ``<artifacts_dir>/storage`` on the shared filesystem, as they would go to
+    ``$DAGSTER_HOME/storage``."""
     return DagsterInstance(
         instance_type=InstanceType.EPHEMERAL,
-        local_artifact_storage=LocalArtifactStorage(storage_dir),
+        local_artifact_storage=LocalArtifactStorage(artifacts_dir),
         run_storage=InMemoryRunStorage(),
         event_storage=JournalingEventLogStorage(journal),
         compute_log_manager=NoOpComputeLogManager(),
@@ -88,7 +89,7 @@ def run_step(step_folder: str) -> None:
     run = deserialize_value(payload["run"], DagsterRun)
     journal = JournalWriter(os.path.join(step_folder, JOURNAL_FILE))
     try:
-        with worker_instance(journal, payload["storage_dir"]) as instance:
+        with worker_instance(journal, payload["artifacts_dir"]) as instance:
             plan_snapshot_id = None
             if payload.get("execution_plan_snapshot"):
                 # Runs with repository load data (cacheable assets) read it from their plan snapshot.

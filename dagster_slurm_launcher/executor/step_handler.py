@@ -333,7 +333,7 @@ def _payload(
         "args": serialize_value(args),
         "run": serialize_value(run),
         "execution_plan_snapshot": plan_snapshot,
-        "storage_dir": f"{base_dir}/storage",
+        "artifacts_dir": base_dir,  # the default IO manager writes under <base_dir>/storage
         "dynamic_partitions": {name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
     }
     return json.dumps(payload)
