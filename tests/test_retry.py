@@ -20,10 +20,10 @@ def slow_step_jobs(root_run_id: str, at_least: int) -> list[str]:
     return [j["state"].split()[0] for j in jobs if j["name"].endswith(lab.step_hash("slow_step"))]
 
 
-def failed_parent(instance: DagsterInstance, code: Path, slow_step_job: str) -> str:
-    """A run of resumable_job whose worker got SIGTERM while slow_step ran (no run monitoring,
-    so the run fails), with slow_step's job then left ``running`` or ``cancelled``."""
-    worker = lab.start_run_worker(instance, code, "resumable_job")
+def failed_parent(instance: DagsterInstance, code: Path, slow_step_job: str, job: str = "resumable_job") -> str:
+    """A run of ``job`` whose worker got SIGTERM while slow_step ran (no run monitoring, so
+    the run fails), with slow_step's job then left ``running`` or ``cancelled``."""
+    worker = lab.start_run_worker(instance, code, job)
     try:
         run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
         job = lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=120, what="running")
@@ -58,6 +58,23 @@ def test_a_retry_adopts_the_running_step_of_its_parent_and_loads_its_output(code
     # after_slow ran only in the retry; slow_step's output was stored under the parent's run id.
     assert "after_slow got 42" in [e.user_message for e in instance.all_logs(run.run_id)]
     assert len(instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_SUCCESS).records) == 2
+
+
+def test_a_step_adopted_by_one_retry_feeds_the_next_retry(code_dir: Path, instance: DagsterInstance) -> None:
+    code = code_dir / "ops.py"
+    parent = failed_parent(instance, code, "running", job="adopt_then_fail_job")
+    first = lab.start_run_worker(instance, code, "adopt_then_fail_job", reexecute_from_failure_of=parent)
+    assert first.wait(timeout=300) == 0
+    [failed] = retries_of(instance, parent)
+    assert failed.status == DagsterRunStatus.FAILURE and adopted(instance, failed.run_id)
+
+    second = lab.start_run_worker(instance, code, "adopt_then_fail_job", reexecute_from_failure_of=failed.run_id)
+    assert second.wait(timeout=300) == 0
+    [run] = retries_of(instance, failed.run_id)
+    # slow_step's output is under the first run's id, although the second recorded it.
+    assert run.status == DagsterRunStatus.SUCCESS
+    assert "fails_once_per_lineage got 42" in [e.user_message for e in instance.all_logs(run.run_id)]
+    assert slow_step_jobs(parent, 3) == ["COMPLETED"]
 
 
 def test_a_step_whose_job_failed_in_slurm_is_submitted_again_once_by_the_retry(code_dir: Path, instance: DagsterInstance) -> None:
@@ -106,10 +123,13 @@ def test_a_worker_killed_between_sbatch_and_recording_the_job_leaves_nothing_orp
 
 
 def test_an_explicit_reexecution_of_a_recorded_step_submits_a_new_job(code_dir: Path, instance: DagsterInstance) -> None:
-    first = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job")
+    # slow_step succeeds and is recorded; the run fails after it, so its step folders (and
+    # slow_step's journal) stay on the cluster.
+    first = lab.start_run_worker(instance, code_dir / "ops.py", "adopt_then_fail_job")
     assert first.wait(timeout=300) == 0
     [run] = instance.get_runs()
-    again = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job", reexecute_all_of=run.run_id)
+    assert run.status == DagsterRunStatus.FAILURE
+    again = lab.start_run_worker(instance, code_dir / "ops.py", "adopt_then_fail_job", reexecute_all_of=run.run_id)
     assert again.wait(timeout=300) == 0
 
     [rerun] = retries_of(instance, run.run_id)

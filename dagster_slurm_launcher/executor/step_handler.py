@@ -4,34 +4,59 @@ import json
 import shlex
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import DagsterInstance, DagsterRunStatus, JobDefinition
 from dagster._core.definitions.metadata import MetadataValue
-from dagster._core.definitions.partitions.definition import DynamicPartitionsDefinition, MultiPartitionsDefinition
+from dagster._core.definitions.partitions.definition import (
+    DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
+)
 from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
 from dagster._core.events.log import EventLogEntry
-from dagster._core.execution.plan.state import KnownExecutionState, PastExecutionState
-from dagster._grpc.types import ExecuteStepArgs
+from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.executor.step_delegating.step_handler.base import (
     CheckStepHealthResult,
     StepHandler,
     StepHandlerContext,
 )
-from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._record import copy
 from dagster._serdes import serialize_value
 
 from dagster_slurm_launcher.executor.config import StepResources
-from dagster_slurm_launcher.executor.relay import OUTCOMES, UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
-from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalRecord, parse_records
+from dagster_slurm_launcher.executor.lineage import lineage_run_ids
+from dagster_slurm_launcher.executor.output_sources import (
+    SUBMITTED_BY_RUN,
+    Adoptions,
+    earlier_adoptions,
+    point_inputs_at_their_runs,
+)
+from dagster_slurm_launcher.executor.relay import (
+    OUTCOMES,
+    UNKNOWN_GRACE_SECONDS,
+    Relay,
+    TrackedStep,
+)
 from dagster_slurm_launcher.executor.script import render_script
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalRecord, parse_records
 from dagster_slurm_launcher.naming import job_name, run_folder, step_folder
-from dagster_slurm_launcher.slurm import AlreadySubmitted, Claim, JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
-from dagster_slurm_launcher.transport.files import FileSlice, parse_files_output, read_files_command
+from dagster_slurm_launcher.slurm import (
+    AlreadySubmitted,
+    Claim,
+    JobInfo,
+    JobState,
+    SlurmClient,
+    SlurmError,
+    SubmittedJob,
+)
+from dagster_slurm_launcher.transport.files import (
+    FileSlice,
+    parse_files_output,
+    read_files_command,
+)
 from dagster_slurm_launcher.worker import PAYLOAD_FILE
 
 # Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
@@ -74,6 +99,7 @@ class SlurmStepHandler(StepHandler):
         self._cancelled = False
         self._continues = False
         self._plan_step_keys: list[str] = []
+        self._earlier_adoptions: Adoptions = {}
 
     @property
     def name(self) -> str:
@@ -86,6 +112,8 @@ class SlurmStepHandler(StepHandler):
         run = plan_context.dagster_run
         self._continues = plan_context.resume_from_failure or run.parent_run_id is not None
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
+        if run.parent_run_id is not None:
+            self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
 
     @property
     def relay(self) -> Relay:
@@ -109,7 +137,8 @@ class SlurmStepHandler(StepHandler):
 
         transport = self._client.transport
         payload = _payload(
-            step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(), self._plan_step_keys
+            step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(),
+            self._earlier_adoptions, self._plan_step_keys,
         )
         transport.write_file(f"{folder}/{PAYLOAD_FILE}", payload.encode())
         transport.write_file(
@@ -220,7 +249,7 @@ class SlurmStepHandler(StepHandler):
         if outcome is None and newest.is_terminal:
             return False
         if outcome is not None and (
-            _recorded_in_lineage(instance, run.run_id, step_key, outcome)
+            _recorded_in_lineage(instance, run, step_key, outcome)
             or (outcome.dagster_event_type != DagsterEventType.STEP_SUCCESS and not take_failures)
         ):
             return False
@@ -237,7 +266,7 @@ class SlurmStepHandler(StepHandler):
         instance.report_engine_event(
             f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, submitted by run {step.source_run_id}",
             run,
-            EngineEventData(metadata={"slurm_job_id": MetadataValue.text(newest.job_id), "submitted_by_run": MetadataValue.text(step.source_run_id)}),
+            EngineEventData(metadata={"slurm_job_id": MetadataValue.text(newest.job_id), SUBMITTED_BY_RUN: MetadataValue.text(step.source_run_id)}),
             step_key=step_key,
         )
         self.relay.poll()
@@ -289,12 +318,11 @@ def _root(step_handler_context: StepHandlerContext) -> str:
     return run.root_run_id or run.run_id
 
 
-def _recorded_in_lineage(instance: DagsterInstance, run_id: str, step_key: str, outcome: EventLogEntry) -> bool:
-    """Whether a run of ``run_id``'s lineage stored this journal record (the same step, event
+def _recorded_in_lineage(instance: DagsterInstance, run: DagsterRun, step_key: str, outcome: EventLogEntry) -> bool:
+    """Whether a run of ``run``'s lineage stored this journal record (the same step, event
     type and timestamp; databases keep timestamps to the microsecond)."""
-    group = instance.get_run_group(run_id)
-    for run in group[1] if group else []:
-        for record in instance.get_records_for_run(run.run_id, of_type=outcome.dagster_event_type).records:
+    for run_id in lineage_run_ids(instance, run):
+        for record in instance.get_records_for_run(run_id, of_type=outcome.dagster_event_type).records:
             entry = record.event_log_entry
             if entry.step_key == step_key and abs(entry.timestamp - outcome.timestamp) < 1e-3:
                 return True
@@ -318,6 +346,7 @@ def _payload(
     base_dir: str,
     dynamic_partitions: set[str],
     tracked: Iterable[TrackedStep],
+    earlier: Adoptions,
     plan_step_keys: Sequence[str],
 ) -> str:
     """What the step worker needs, including what it could not read from the instance itself."""
@@ -325,7 +354,7 @@ def _payload(
     instance = step_handler_context.instance
     # The instance ref can hold database credentials; the worker never uses it.
     args = copy(step_handler_context.execute_step_args, instance_ref=None)
-    run, args = _load_adopted_outputs_from_their_runs(run, args, tracked, plan_step_keys)
+    run, args = point_inputs_at_their_runs(run, args, tracked, earlier, plan_step_keys)
     plan_snapshot = None
     if run.has_repository_load_data and run.execution_plan_snapshot_id:
         plan_snapshot = serialize_value(instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
@@ -337,29 +366,6 @@ def _payload(
         "dynamic_partitions": {name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
     }
     return json.dumps(payload)
-
-
-def _load_adopted_outputs_from_their_runs(
-    run: DagsterRun, args: ExecuteStepArgs, tracked: Iterable[TrackedStep], plan_step_keys: Sequence[str]
-) -> tuple[DagsterRun, ExecuteStepArgs]:
-    """Point inputs from adopted steps at the run that submitted their jobs.
-
-    A step worker stores outputs under its own run's id; an adopted job's worker ran for an
-    earlier run of the lineage. Dagster loads an input from an earlier run when its step is not
-    in the run's ``step_keys_to_execute`` and a ``PastExecutionState`` produced the output
-    (``StepExecutionContext._get_source_run_id``): both are arranged here, for this step only.
-    """
-    adopted = [s for s in tracked if s.source_run_id != run.run_id and s.outputs]
-    if not adopted:
-        return run, args
-    known = args.known_state or KnownExecutionState()
-    parent = known.parent_state
-    for step in adopted:
-        parent = PastExecutionState(run_id=step.source_run_id, produced_outputs=set(step.outputs), parent_state=parent)
-    keys = run.step_keys_to_execute or plan_step_keys
-    skip = {s.step_key for s in adopted}
-    run = copy(run, step_keys_to_execute=[k for k in keys if k not in skip])
-    return run, copy(args, known_state=known._replace(parent_state=parent))
 
 
 def _dynamic_partitions(job_def: JobDefinition) -> set[str]:

@@ -143,3 +143,19 @@ def after_slow(context: OpExecutionContext, value: int) -> None:
 @job(executor_def=EXECUTOR)
 def resumable_job():
     after_slow(slow_step())
+
+
+@op
+def fails_once_per_lineage(context: OpExecutionContext, value: int) -> None:
+    """Fails the first time it runs in a lineage (a root run and its retries)."""
+    marker = Path(SHARED) / "markers" / f"lineage-{context.run.root_run_id or context.run_id}"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("failed once")
+        raise RuntimeError("fails once per lineage")
+    context.log.info(f"fails_once_per_lineage got {value}")
+
+
+@job(executor_def=EXECUTOR)
+def adopt_then_fail_job():
+    fails_once_per_lineage(slow_step())
