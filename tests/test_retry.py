@@ -32,6 +32,8 @@ def failed_parent(instance: DagsterInstance, code: Path, slow_step_job: str, job
     finally:
         worker.kill()
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    if slow_step_job == "completed":
+        lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"COMPLETED"}), timeout=120, what="completed")
     if slow_step_job == "cancelled":
         lab.run_as_cluster_user(["scancel", job["job_id"]])
         lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"CANCELLED"}), timeout=60, what="cancelled")
@@ -47,8 +49,11 @@ def adopted(instance: DagsterInstance, run_id: str) -> bool:
     return any("Adopted Slurm job" in (r.event_log_entry.dagster_event.message or "") for r in records)
 
 
-def test_a_retry_adopts_the_running_step_of_its_parent_and_loads_its_output(code_dir: Path, instance: DagsterInstance) -> None:
-    parent = failed_parent(instance, code_dir / "ops.py", "running")
+@pytest.mark.parametrize("slow_step_job", ["running", "completed"])
+def test_a_retry_adopts_the_unrecorded_step_of_its_parent_and_loads_its_output(
+    code_dir: Path, instance: DagsterInstance, slow_step_job: str
+) -> None:
+    parent = failed_parent(instance, code_dir / "ops.py", slow_step_job)
     retry = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job", reexecute_from_failure_of=parent)
     assert retry.wait(timeout=300) == 0
 
