@@ -55,3 +55,24 @@ def test_a_process_that_reused_the_workers_pid_is_not_taken_for_it() -> None:
 
 def test_a_worker_on_another_host_is_not_judged_from_here() -> None:
     assert WorkerProcess("elsewhere.example", 1, 0.0).state() == "elsewhere"
+
+
+def test_jobs_that_name_no_executor_get_the_slurm_executor_in_the_run_worker(monkeypatch) -> None:  # noqa: ANN001
+    from dagster import job, op
+    from dagster._core.definitions import job_definition
+
+    from dagster_slurm_launcher.launcher.run_worker import make_slurm_the_default_executor
+
+    monkeypatch.setattr(job_definition, "DEFAULT_EXECUTOR_DEF", job_definition.DEFAULT_EXECUTOR_DEF)
+
+    @op
+    def noop() -> None: ...
+
+    @job
+    def unnamed():
+        noop()
+
+    make_slurm_the_default_executor({"execution": {"config": {"in_process": {}}}}, {"partition": "batch"})
+    assert unnamed.executor_def.name == "multi_or_in_process_executor"
+    make_slurm_the_default_executor({}, {"partition": "batch"})
+    assert unnamed.executor_def.name == "slurm"

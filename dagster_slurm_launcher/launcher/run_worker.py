@@ -17,13 +17,14 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value, serialize_value
 from dagster._utils.interrupts import capture_interrupts
 
+from dagster_slurm_launcher.executor import slurm_executor
 from dagster_slurm_launcher.launcher.process import detach
 
 EXECUTE = "execute"
 RESUME = "resume"
 
 
-def orders(mode: str, run_id: str, instance_ref: InstanceRef, default_executor: dict[str, Any] | None) -> bytes:
+def orders(mode: str, run_id: str, instance_ref: InstanceRef, default_executor: dict[str, Any]) -> bytes:
     """What :func:`main` reads on stdin."""
     return json.dumps({
         "mode": mode, "run_id": run_id, "instance_ref": serialize_value(instance_ref),
@@ -31,7 +32,7 @@ def orders(mode: str, run_id: str, instance_ref: InstanceRef, default_executor: 
     }).encode()
 
 
-def make_slurm_the_default_executor(run_config: dict[str, Any], executor_config: dict[str, Any]) -> bool:
+def make_slurm_the_default_executor(run_config: dict[str, Any], executor_config: dict[str, Any]) -> None:
     """Give jobs that name no executor the Slurm executor, in this process only.
 
     A job's executor is ``JobDefinition.executor_def``: the one the job or its ``Definitions``
@@ -40,13 +41,10 @@ def make_slurm_the_default_executor(run_config: dict[str, Any], executor_config:
     default executor (an ``execution`` section) asked for it, and keeps it.
     """
     if "execution" in run_config:
-        return False
+        return
     if job_definition.DEFAULT_EXECUTOR_DEF is not multi_or_in_process_executor:
         raise RuntimeError("this Dagster release chooses default executors differently: upgrade dagster-slurm-launcher")
-    from dagster_slurm_launcher.executor import slurm_executor
-
     job_definition.DEFAULT_EXECUTOR_DEF = slurm_executor.configured(executor_config, name="slurm")  # type: ignore[attr-defined]
-    return True
 
 
 def main() -> int:
@@ -56,9 +54,10 @@ def main() -> int:
     with capture_interrupts():
         with DagsterInstance.from_ref(deserialize_value(order["instance_ref"], InstanceRef)) as instance:
             run = instance.get_run_by_id(order["run_id"])
-            if run is not None and order["default_executor"] is not None:
+            if run is not None:
                 make_slurm_the_default_executor(dict(run.run_config), order["default_executor"])
             return body(order["run_id"], instance, lambda _event: None, set_exit_code_on_failure=True)
+
 
 if __name__ == "__main__":
     sys.exit(main())
