@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 from dagster._core.events import DagsterEventType
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
 from dagster_slurm_launcher.launcher.launcher import LOG_TAG, PID_TAG
@@ -184,20 +186,42 @@ def test_a_job_that_names_its_executor_keeps_it(deploy) -> None:  # noqa: ANN001
     assert lab.slurm_jobs_of_run(run_id) == []
 
 
-def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(deploy) -> None:  # noqa: ANN001
+def request_asset_backfill(instance: DagsterInstance, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """What the UI's "Materialize all" on a partitioned asset does: a backfill for the daemon."""
+    import importlib
+
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+
+    monkeypatch.syspath_prepend(str(code_dir))
+    defs = importlib.import_module("deployment").defs
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(), asset_graph=defs.resolve_asset_graph(), partition_names=None,
+        asset_selection=[AssetKey("daily")], backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
+        all_partitions=True, title=None, description=None, run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(deploy, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     d = deploy(monitoring=True, max_concurrent_runs=4)
-    d.dagster("job", "backfill", "-j", "daily_job", "--all", "all", "--noprompt")
-    runs = d.instance.get_runs()
-    assert len(runs) == 20
+    backfill_id = request_asset_backfill(d.instance, code_dir, monkeypatch)
     lab.wait_until(lambda: sum(r.status == DagsterRunStatus.SUCCESS for r in d.instance.get_runs()) >= 3, 300, what="3 done")
     # Runs in flight keep their (detached) workers; queued ones wait for the new daemon.
     d.stop_daemon()
     in_flight = [r.run_id for r in d.instance.get_runs() if r.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)]
-    assert in_flight and DagsterRunStatus.QUEUED in {r.status for r in d.instance.get_runs()}
+    assert in_flight
     d.start_daemon()
 
+    lab.wait_until(
+        lambda: d.instance.get_backfill(backfill_id).status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED),
+        900, interval=3, what="backfill completed",
+    )
+    assert d.instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
+    runs = d.instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert len(runs) == 20 and {r.status for r in runs} == {DagsterRunStatus.SUCCESS}
     for run in runs:
-        assert d.wait_for_status(run.run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}, timeout=900) == DagsterRunStatus.SUCCESS
         assert [j["state"] for j in jobs_of_step(run.run_id, "daily")] == ["COMPLETED"]
     # No run needed a new worker: the restart did not touch the ones in flight.
     assert [d.instance.count_resume_run_attempts(run_id) for run_id in in_flight] == [0] * len(in_flight)

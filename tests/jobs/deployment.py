@@ -1,7 +1,7 @@
 """A code location as a deployment writes it: no executor named, so the SlurmRunLauncher's
 default (the Slurm executor) runs every job, except the one that opts out."""
 
-from dagster import Definitions, StaticPartitionsDefinition, asset, define_asset_job, in_process_executor, job, op
+from dagster import Definitions, StaticPartitionsDefinition, asset, in_process_executor, job, op
 from ops import after_slow, slow_step
 
 days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(20)])
@@ -27,4 +27,4 @@ def daily(context) -> str:  # noqa: ANN001
     return context.partition_key
 
 
-defs = Definitions(jobs=[resumable, opted_out, define_asset_job("daily_job", [daily])], assets=[daily])
+defs = Definitions(jobs=[resumable, opted_out], assets=[daily])
