@@ -18,7 +18,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
-from dagster_slurm_launcher.launcher.launcher import LOG_TAG, PID_TAG
+from dagster_slurm_launcher.launcher.process import LOG_TAG, PID_TAG
 from tests import lab
 
 pytestmark = pytest.mark.lab

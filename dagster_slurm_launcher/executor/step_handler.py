@@ -157,11 +157,13 @@ class SlurmStepHandler(StepHandler):
         claim = Claim(f"{run_folder(self._base_dir, root_run_id, run.run_id).rsplit('/', 1)[0]}/{CLAIMS_DIR}", frozenset(known))
         try:
             job = self._client.submit(script, name, options, claim=claim)
-        except AlreadySubmitted:
-            # Another worker submitted this step since the look-up: that job is the step's.
+        except AlreadySubmitted as claimed:
+            # Another worker submitted this step since the look-up: that job is the step's,
+            # unless it has already ended without an outcome to take.
             if self._adopt(step_handler_context, step_key, self._lineage_jobs(step_handler_context, name), take_failures=True):
                 return
-            raise
+            claim = Claim(claim.directory, claim.known | {claimed.job_id})
+            job = self._client.submit(script, name, options, claim=claim)
         self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
         yield DagsterEvent.step_worker_starting(
             step_context,

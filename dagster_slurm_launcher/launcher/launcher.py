@@ -20,16 +20,10 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from dagster_slurm_launcher.connect import Cluster, connect
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
-from dagster_slurm_launcher.launcher.process import WorkerProcess, spawn_detached
+from dagster_slurm_launcher.launcher.process import LOG_TAG, WorkerProcess, spawn_detached
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
 from dagster_slurm_launcher.slurm import JobInfo
-
-HOST_TAG = "dagster-slurm/run-worker-host"
-PID_TAG = "dagster-slurm/run-worker-pid"
-START_TAG = "dagster-slurm/run-worker-start-time"
-LOG_TAG = "dagster-slurm/run-worker-log"
-
 
 class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     """Launches each run's worker as a detached process on this host; its steps run on Slurm.
@@ -103,12 +97,14 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         log_path = os.path.join(log_dir, f"{run.run_id}.log")
         worker = spawn_detached(
             [origin.executable_path, "-m", "dagster_slurm_launcher.launcher.run_worker"],
-            orders(mode, run.run_id, self._instance.get_ref(), self._executor_config),
+            orders(mode, run.run_id, self._instance.get_ref(), self._executor_config, log_path),
             log_path,
             cwd=origin.repository_origin.code_pointer.working_directory,
             env=os.environ,
         )
-        tags = {HOST_TAG: worker.host, PID_TAG: str(worker.pid), START_TAG: f"{worker.start_time:.3f}", LOG_TAG: log_path}
+        # Recorded before returning: run monitoring must never judge a resumed run by the tags
+        # of the worker that died (the new worker records the same tags when it starts).
+        tags = worker.tags(log_path)
         self._instance.add_run_tags(run.run_id, tags)
         self._instance.report_engine_event(
             f"{'Resumed' if mode == RESUME else 'Started'} run worker (pid {worker.pid} on {worker.host}); its log is {log_path}",
@@ -124,7 +120,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        worker = _worker_of(run)
+        worker = WorkerProcess.from_tags(run.tags)
         if worker is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no run worker tags: its launch did not finish")
         state = worker.state()
@@ -142,7 +138,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         )
 
     def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: bool | None = True) -> str | None:
-        worker = _worker_of(run)
+        worker = WorkerProcess.from_tags(run.tags)
         lines = [f"run worker: {'none recorded' if worker is None else f'pid {worker.pid} on {worker.host}, {worker.state()}'}"]
         log_path = run.tags.get(LOG_TAG)
         if log_path:
@@ -173,7 +169,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
                 f"Cancelled Slurm jobs {', '.join(jobs)}", run,
                 EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}), cls=self.__class__,
             )
-        worker = _worker_of(run)
+        worker = WorkerProcess.from_tags(run.tags)
         # The worker, seeing the run CANCELING, reports it CANCELED; without one, nobody else will.
         if worker is None or not worker.signal(signal.SIGTERM):
             self._instance.report_run_canceled(run, message="Run terminated; its run worker was not running.")
@@ -200,13 +196,6 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     def dispose(self) -> None:
         if self._connected is not None:
             self._connected.client.transport.close()
-
-
-def _worker_of(run: DagsterRun) -> WorkerProcess | None:
-    tags = run.tags
-    if PID_TAG not in tags:
-        return None
-    return WorkerProcess(host=tags[HOST_TAG], pid=int(tags[PID_TAG]), start_time=float(tags[START_TAG]))
 
 
 def _job_ids_in_events(instance: DagsterInstance, run_id: str) -> set[str]:

@@ -17,6 +17,11 @@ import psutil
 # psutil rounds creation times; a restarted process with a reused pid differs by far more.
 _START_TIME_TOLERANCE = 1.0
 
+HOST_TAG = "dagster-slurm/run-worker-host"
+PID_TAG = "dagster-slurm/run-worker-pid"
+START_TAG = "dagster-slurm/run-worker-start-time"
+LOG_TAG = "dagster-slurm/run-worker-log"
+
 
 @dataclass(frozen=True)
 class WorkerProcess:
@@ -25,6 +30,21 @@ class WorkerProcess:
     host: str
     pid: int
     start_time: float
+
+    @classmethod
+    def current(cls) -> "WorkerProcess":
+        return cls(socket.gethostname(), os.getpid(), psutil.Process().create_time())
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "WorkerProcess | None":
+        """The run worker a run's tags name, if any."""
+        if PID_TAG not in tags:
+            return None
+        return cls(host=tags[HOST_TAG], pid=int(tags[PID_TAG]), start_time=float(tags[START_TAG]))
+
+    def tags(self, log_path: str) -> dict[str, str]:
+        """Run tags that say where this worker runs and logs."""
+        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: f"{self.start_time:.3f}", LOG_TAG: log_path}
 
     def state(self) -> str:
         """``running``, ``gone``, or ``elsewhere`` (on another host: cannot be checked from here)."""
