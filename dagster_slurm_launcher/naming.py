@@ -28,11 +28,21 @@ def parse_job_name(name: str) -> tuple[str, str] | None:
     return (match["root_run_id"], match["step_hash"]) if match else None
 
 
+def lineage_folder(base_dir: str, root_run_id: str) -> str:
+    """The folder of a root run and all its retries and re-executions."""
+    return f"{base_dir}/runs/{root_run_id}"
+
+
 def run_folder(base_dir: str, root_run_id: str, run_id: str) -> str:
-    return f"{base_dir}/runs/{root_run_id}/{run_id}"
+    return f"{lineage_folder(base_dir, root_run_id)}/{run_id}"
 
 
 def step_folder(base_dir: str, root_run_id: str, run_id: str, step_key: str, attempt: int, nonce: str) -> str:
     """One folder per submission: a retried or resubmitted step gets a fresh one. A job's folder
     is its working directory, so a later run finds it from the job itself."""
     return f"{run_folder(base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}.{nonce}"
+
+
+def run_id_of_step_folder(folder: str) -> str:
+    """The run that a :func:`step_folder` belongs to."""
+    return folder.rsplit("/", 2)[-2]

@@ -61,7 +61,7 @@ def point_inputs_at_their_runs(
         # Not "executed in this run", or Dagster would look for their outputs under this run's id.
         skip = {s.step_key for s in adopted_here}
         run = copy(run, step_keys_to_execute=[k for k in run.step_keys_to_execute or plan_step_keys if k not in skip])
-    if chain == known.parent_state and not adopted_here:
+    if chain is known.parent_state:  # _rebase returns the chain itself when nothing moved
         return run, args
     return run, copy(args, known_state=known._replace(parent_state=chain))
 

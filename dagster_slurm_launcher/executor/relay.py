@@ -18,6 +18,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 
 from dagster_slurm_launcher.journal import JOURNAL_FILE, parse_records
 from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.naming import run_id_of_step_folder
 from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.transport.files import FileSlice, parse_files_output, read_files_command
@@ -59,7 +60,7 @@ class TrackedStep:
     @property
     def source_run_id(self) -> str:
         """The run that submitted the job: its step worker stored outputs under that run's id."""
-        return self.folder.rsplit("/", 2)[-2]
+        return run_id_of_step_folder(self.folder)
 
     @property
     def journal(self) -> str:

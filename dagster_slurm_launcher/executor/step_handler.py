@@ -42,7 +42,7 @@ from dagster_slurm_launcher.executor.relay import (
 )
 from dagster_slurm_launcher.executor.script import render_script
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalRecord, parse_records
-from dagster_slurm_launcher.naming import job_name, run_folder, step_folder
+from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -100,6 +100,9 @@ class SlurmStepHandler(StepHandler):
         self._continues = False
         self._plan_step_keys: list[str] = []
         self._earlier_adoptions: Adoptions = {}
+        # Steps check_step_health found no job to adopt for, with the jobs it looked at: the
+        # executor launches them next, and launch_step need not look again.
+        self._not_adoptable: dict[str, list[JobInfo]] = {}
 
     @property
     def name(self) -> str:
@@ -129,9 +132,12 @@ class SlurmStepHandler(StepHandler):
         name = job_name(root_run_id, step_key)
         # A run that continues earlier work (resumed, retried, re-executed) may find the step's
         # job already in Slurm, submitted by a worker that died before recording its outcome.
-        lineage = self._lineage_jobs(step_handler_context, name) if self._continues else []
-        if self._adopt(step_handler_context, step_key, lineage, take_failures=False):
-            return
+        if step_key in self._not_adoptable:
+            lineage = self._not_adoptable.pop(step_key)
+        else:
+            lineage = self._lineage_jobs(step_handler_context, name) if self._continues else []
+            if self._adopt(step_handler_context, step_key, lineage, take_failures=False):
+                return
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
         folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
 
@@ -154,7 +160,7 @@ class SlurmStepHandler(StepHandler):
         options = self._resources.for_step(step_key, step_handler_context.step_tags[step_key])
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder})
         known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
-        claim = Claim(f"{run_folder(self._base_dir, root_run_id, run.run_id).rsplit('/', 1)[0]}/{CLAIMS_DIR}", frozenset(known))
+        claim = Claim(f"{lineage_folder(self._base_dir, root_run_id)}/{CLAIMS_DIR}", frozenset(known))
         try:
             job = self._client.submit(script, name, options, claim=claim)
         except AlreadySubmitted as claimed:
@@ -184,6 +190,7 @@ class SlurmStepHandler(StepHandler):
             # previous worker died (StepDelegatingExecutor.execute, resume_from_failure).
             lineage = self._lineage_jobs(step_handler_context, job_name(_root(step_handler_context), step_key))
             if not self._adopt(step_handler_context, step_key, lineage, take_failures=True):
+                self._not_adoptable[step_key] = lineage
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
             step = self.relay.steps[step_key]
             if step.outcome is None and step.drained:
@@ -228,7 +235,7 @@ class SlurmStepHandler(StepHandler):
     def _lineage_jobs(self, step_handler_context: StepHandlerContext, name: str) -> list[JobInfo]:
         """Jobs named ``name`` submitted by any run of this run's lineage, newest first."""
         root_run_id = _root(step_handler_context)
-        prefix = run_folder(self._base_dir, root_run_id, root_run_id).rsplit("/", 1)[0] + "/"
+        prefix = lineage_folder(self._base_dir, root_run_id) + "/"
         jobs = self._client.find_by_name([name], _created(step_handler_context.instance, root_run_id)).get(name, [])
         return [j for j in jobs if j.work_dir and j.work_dir.startswith(prefix)]
 
@@ -275,17 +282,19 @@ class SlurmStepHandler(StepHandler):
         return True
 
     def _journal(self, folder: str) -> list[JournalRecord]:
-        result = self._client.transport.run(read_files_command([FileSlice(f"{folder}/{JOURNAL_FILE}")]))
+        journal = [FileSlice(f"{folder}/{JOURNAL_FILE}")]
+        result = self._client.transport.run(read_files_command(journal))
         if not result.ok:
             raise SlurmError(f"could not read the journal in {folder}: {result.stderr.strip()}")
-        [read] = parse_files_output([FileSlice(f"{folder}/{JOURNAL_FILE}")], result.stdout)
+        [read] = parse_files_output(journal, result.stdout)
         data = read.data
         return parse_records(data)[0] if data else []
 
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
-        folder = run_folder(self._base_dir, run.root_run_id or run.run_id, run.run_id)
-        root = shlex.quote(folder.rsplit("/", 1)[0])
+        root_run_id = run.root_run_id or run.run_id
+        folder = run_folder(self._base_dir, root_run_id, run.run_id)
+        root = shlex.quote(lineage_folder(self._base_dir, root_run_id))
         # The root run's folder (and its submission claims) goes too once no run of its
         # lineage has a folder left in it.
         self._client.transport.run(

@@ -82,15 +82,15 @@ def spawn_detached(argv: Sequence[str], stdin: bytes, log_path: str, cwd: str | 
             start_new_session=True,
         )
         out, _ = process.communicate(stdin, timeout=120)
-    try:
-        if process.returncode != 0 or not out.strip().isdigit():
-            raise psutil.NoSuchProcess(0)
+    if process.returncode == 0 and out.strip().isdigit():
         pid = int(out)
-        return WorkerProcess(host=socket.gethostname(), pid=pid, start_time=psutil.Process(pid).create_time())
-    except psutil.NoSuchProcess:
-        with open(log_path, "rb") as f:
-            tail = f.read()[-2000:].decode(errors="replace")
-        raise RuntimeError(f"the run worker did not start (exit code {process.returncode}); its log {log_path} ends:\n{tail}") from None
+        try:
+            return WorkerProcess(host=socket.gethostname(), pid=pid, start_time=psutil.Process(pid).create_time())
+        except psutil.NoSuchProcess:
+            pass  # it printed its pid and exited at once: its log says why
+    with open(log_path, "rb") as f:
+        tail = f.read()[-2000:].decode(errors="replace")
+    raise RuntimeError(f"the run worker did not start (exit code {process.returncode}); its log {log_path} ends:\n{tail}")
 
 
 def detach() -> None:
