@@ -44,12 +44,31 @@ start_slurmd() {
     log "started slurmd"
 }
 
+# The sshd is the login node. On a site, the login node sees what jobs write through an NFS
+# client that caches attributes and directory entries, negative ones included; here sshd gets a
+# mount namespace of its own in which the cluster user's home (the run folders) is a FUSE view
+# that caches the same way, while jobs (slurmd) write through the direct path.
+# LAB_FS_CACHE is "ENTRY:ATTR" seconds (default 10:3; NFS's defaults are about 60:3), or "off".
 start_sshd() {
     pid_alive sshd && return
     install -d -m 0755 /run/sshd
-    /usr/sbin/sshd -f "$LAB_DIR/ssh/sshd_config" -E "$LOG_DIR/sshd.log"
+    stop_daemon login-view
+    local cache=${LAB_FS_CACHE:-10:3} home
+    home=$(getent passwd "$LAB_USER" | cut -d: -f6)
+    if [ "$cache" = off ]; then
+        /usr/sbin/sshd -f "$LAB_DIR/ssh/sshd_config" -E "$LOG_DIR/sshd.log"
+    else
+        unshare --mount --propagation private -- bash -c '
+            bindfs -f --multithreaded -o "entry_timeout=$1,negative_timeout=$1,attr_timeout=$2" "$3" "$3" \
+                >>"$4/login-view.log" 2>&1 &
+            echo $! >"$5"
+            for _ in $(seq 100); do mountpoint -q "$3" && break; sleep 0.1; done
+            mountpoint -q "$3" || { echo "the login view of $3 did not mount; see $4/login-view.log" >&2; exit 1; }
+            exec /usr/sbin/sshd -f "$6" -E "$4/sshd.log"' \
+            login-view "${cache%%:*}" "${cache##*:}" "$home" "$LOG_DIR" "$RUN_DIR/login-view.pid" "$LAB_DIR/ssh/sshd_config"
+    fi
     wait_for sshd 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$LAB_SSH_PORT"
-    log "started sshd on 127.0.0.1:$LAB_SSH_PORT"
+    log "started sshd on 127.0.0.1:$LAB_SSH_PORT (login node's view of $home caching: $cache)"
 }
 
 # The node is usable once slurmctld sees it idle (it may be down after a restart while

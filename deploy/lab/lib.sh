@@ -32,7 +32,7 @@ pid_alive() {
     pid=$(cat "$f")
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     case "$1:$comm" in
-        mariadb:mariadbd|mariadb:mysqld|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd) return 0 ;;
+        mariadb:mariadbd|mariadb:mysqld|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd|login-view:bindfs) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -62,4 +62,6 @@ stop_daemon() {
         log "stopped $name (pid $pid)"
     fi
     rm -f "$f"
+    # The login node's caching view of the shared filesystem lives as long as its sshd.
+    [ "$name" != sshd ] || stop_daemon login-view
 }
