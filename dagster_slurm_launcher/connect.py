@@ -21,7 +21,7 @@ class Cluster:
 def connect(config: Mapping[str, Any]) -> Cluster:
     """Connect as ``config`` (the executor's schema) says; unset keys come from the environment."""
     overrides = {k: v for k, v in (config.get("connection") or {}).items() if v is not None}
-    for key in ("python", "remote_base_dir", "poll_interval"):
+    for key in ("python", "remote_base_dir", "poll_interval", "journal_grace"):
         if config.get(key) is not None:
             overrides[key] = config[key]
     settings = load_settings(**overrides)

@@ -1,32 +1,50 @@
 """The event journal: how step events travel from a compute node to the Dagster instance.
 
 The step worker appends one line per event, ``<seq> <serialized EventLogEntry>``, flushed and
-fsynced before the step goes on, so an event the worker wrote survives the worker. Serialized
-entries are ASCII JSON (Dagster's serdes), so a line never contains a newline and byte offsets
-equal character offsets. Only complete lines count: a line cut short by a crash is never read.
+fsynced before the step goes on, so an event the worker wrote survives the worker. The last
+line a worker writes, whether the step finished or Slurm stopped it, is ``END``: a reader that
+has seen it has everything, however late a caching shared filesystem showed it.
+
+Serialized entries are ASCII JSON (Dagster's serdes), so a record never contains a newline.
+Only complete lines count. A line that cannot be read (cut short by SIGKILL or an out-of-memory
+kill, or a run of NUL bytes where NFS has not yet shown the data) is waited on while it is the
+last one, and skipped once good lines follow it.
 """
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
+from dagster import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import deserialize_value, serialize_value
 
 JOURNAL_FILE = "events.jsonl"
+END = b"END"
+OUTCOMES = frozenset(
+    {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
+)
 
 
 class JournalWriter:
     """Appends events to a journal file, each durable before :meth:`append` returns."""
 
     def __init__(self, path: str) -> None:
-        self._file: IO[bytes] = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115 - closed in close()
         os.fchmod(self._file.fileno(), 0o600)
-        self._seq = _last_seq(path)
+        self._seq = _drop_unfinished_line(self._file)
 
     def append(self, entry: EventLogEntry) -> None:
         self._seq += 1
-        self._file.write(f"{self._seq} {serialize_value(entry)}\n".encode("ascii"))
+        self._write(f"{self._seq} {serialize_value(entry)}\n".encode("ascii"))
+
+    def end(self) -> None:
+        """Say that this worker writes nothing more."""
+        self._write(END + b"\n")
+
+    def _write(self, line: bytes) -> None:
+        self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -34,14 +52,16 @@ class JournalWriter:
         self._file.close()
 
 
-def _last_seq(path: str) -> int:
-    """A requeued job appends to its predecessor's journal: continue its numbering."""
-    last = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                last = int(line.split(b" ", 1)[0])
-    return last
+def _drop_unfinished_line(file: IO[bytes]) -> int:
+    """Cut a line a killed predecessor left unfinished (a requeued job appends to its journal),
+    so that the next record starts on a line of its own; the last sequence number written."""
+    file.seek(0)
+    data = file.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        file.truncate(len(complete))
+    file.seek(0, os.SEEK_END)
+    return max((r.seq for r in parse_records(complete, final=True).records), default=0)
 
 
 @dataclass(frozen=True)
@@ -50,14 +70,65 @@ class JournalRecord:
     entry: EventLogEntry
 
 
-def parse_records(chunk: str) -> tuple[list[JournalRecord], int]:
-    """Complete records in ``chunk`` and how many bytes of it they span (the rest is unfinished)."""
-    records = []
-    consumed = 0
-    for line in chunk.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        consumed += len(line)
-        seq, _, payload = line.rstrip("\n").partition(" ")
-        records.append(JournalRecord(int(seq), deserialize_value(payload, EventLogEntry)))
-    return records, consumed
+@dataclass(frozen=True)
+class ParsedJournal:
+    records: list[JournalRecord]
+    consumed: int
+    """Bytes of the chunk that need not be read again (complete lines, and bad ones skipped)."""
+    ended: bool
+    """The worker's ``END`` line was read."""
+    skipped: int
+    """Lines that could not be read and were passed over."""
+
+
+def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
+    """The records of ``chunk``, a part of a journal that starts at a line boundary.
+
+    A bad line is skipped when a good line follows it, or when ``final`` (nothing more will
+    become visible); otherwise reading stops before it, to read it again later.
+    """
+    records: list[JournalRecord] = []
+    consumed = skipped = 0
+    ended = False
+    bad = 0  # bad lines since the last good one
+    pos = 0
+    for line in _complete_lines(chunk):
+        pos += len(line)
+        body = line[:-1]
+        if body == END:
+            ended = True
+        elif (record := _parse_line(body)) is not None:
+            records.append(record)
+        else:
+            bad += 1
+            continue
+        skipped, bad, consumed = skipped + bad, 0, pos
+    if final and bad:
+        skipped, consumed = skipped + bad, pos
+    return ParsedJournal(records, consumed, ended, skipped)
+
+
+def _complete_lines(chunk: bytes) -> Iterable[bytes]:
+    lines = chunk.split(b"\n")[:-1]  # what follows the last newline is unfinished
+    return (line + b"\n" for line in lines)
+
+
+def _parse_line(body: bytes) -> JournalRecord | None:
+    seq, _, payload = body.partition(b" ")
+    if b"\0" in body or not seq.isdigit():
+        return None
+    try:
+        return JournalRecord(int(seq), deserialize_value(payload.decode("ascii"), EventLogEntry))
+    except Exception:  # any damage to a line: serdes raises several kinds
+        return None
+
+
+def holds_outcome(path: str) -> bool:
+    """Whether the journal at ``path`` records the step's outcome (a requeued job must not run
+    the step again)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return False
+    return any(r.entry.dagster_event_type in OUTCOMES for r in parse_records(data, final=True).records)

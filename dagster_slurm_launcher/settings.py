@@ -44,8 +44,18 @@ class SlurmSettings(BaseSettings):
     )
     python: str = Field("python3", description="Python executable on the cluster.")
     poll_interval: PositiveFloat = Field(5.0, description="Seconds between status polls.")
+    journal_grace: PositiveFloat = Field(
+        90.0,
+        description="Seconds to keep reading an ended job's journal until its last line shows; on a "
+        "shared filesystem that caches (NFS), more than its attribute and directory cache times (acdirmax).",
+    )
     reconnect_timeout: PositiveFloat = Field(
         300.0, description="Seconds to keep retrying a lost SSH connection or Slurm controller."
+    )
+    trust_run_config: bool = Field(
+        False,
+        description="Let a run's run config set the executor's `setup`, `python`, `env_vars` and `connection`, "
+        "which run commands on the cluster as its user: anyone who may launch a run could then.",
     )
     log_format: Literal["console", "json"] = Field("console", description="Log rendering.")
 

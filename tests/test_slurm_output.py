@@ -116,9 +116,9 @@ def test_without_accounting_the_client_falls_back_to_scontrol_once(caplog: pytes
     scontrol = ("JobId=5 JobName=my step UserId=me(1) JobState=COMPLETED Reason=None ExitCode=0:0 "
                 "RunTime=00:00:03 TimeLimit=00:30:00 SubmitTime=2026-11-24T18:00:05 NodeList=node1 NumCPUs=1")
     transport = CannedTransport({
-        "squeue": CommandResult("", 0, "", ""),
-        "sacct": CommandResult("", 1, "", "sacct: error: Slurm accounting storage is disabled\n"),
-        "scontrol": CommandResult("", 0, scontrol + "\n", ""),
+        "squeue": CommandResult("", 0, b"", ""),
+        "sacct": CommandResult("", 1, b"", "sacct: error: Slurm accounting storage is disabled\n"),
+        "scontrol": CommandResult("", 0, (scontrol + "\n").encode(), ""),
     })
     client = SlurmClient(transport)
     job = SubmittedJob("5", "my step", SUBMITTED)

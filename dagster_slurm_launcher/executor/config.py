@@ -10,13 +10,18 @@ from typing import Any
 from dagster import Array, Bool, Field, Float, Int, IntSource, Noneable, Permissive, Shape, String, StringSource
 from dagster._core.execution.retries import get_retries_config
 
+from dagster_slurm_launcher.settings import ENV_PREFIX
 from dagster_slurm_launcher.slurm.client import OptionValue, sbatch_arguments
 
 SBATCH_TAG = "dagster-slurm/sbatch"
 """Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""
 
-# Options the executor sets itself: a step's identity and where its files go.
-EXECUTOR_OWNED = {"job-name", "output", "error", "chdir", "parsable", "wrap"}
+# Options the executor sets itself: a step's identity, where its files go, and what of the
+# run worker's environment reaches the job (nothing: secrets stay on the Dagster host).
+EXECUTOR_OWNED = ("job-name", "output", "error", "chdir", "parsable", "wrap", "export")
+# A job that Slurm requeues runs its script again; a step is computed once (see the worker).
+# Sites that want requeue on preemption set `requeue: true`.
+DEFAULT_OPTIONS: dict[str, OptionValue] = {"no-requeue": True}
 # Executor config keys that are sbatch options under the same name.
 RESOURCE_KEYS = ("partition", "account", "qos", "time", "cpus_per_task", "mem", "gpus", "constraint", "signal")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -70,6 +75,9 @@ CONFIG_SCHEMA = {
     ),
     "max_concurrent": _opt(Int, "Most steps in Slurm at once for one run (default: no limit)."),
     "poll_interval": _opt(Float, "Seconds between polls of Slurm and the journals (default DAGSTER_SLURM_POLL_INTERVAL)."),
+    "journal_grace": _opt(
+        Float, "Seconds to keep reading an ended job's journal for its last lines (default DAGSTER_SLURM_JOURNAL_GRACE)."
+    ),
     "debug_mode": Field(Bool, is_required=False, default_value=False, description="Keep run folders of successful runs."),
     "retries": get_retries_config(),
 }
@@ -93,7 +101,7 @@ class StepResources:
 
     def for_step(self, step_key: str, tags: Mapping[str, str]) -> dict[str, OptionValue]:
         """The executor's options overridden by the step's ``dagster-slurm/sbatch`` tag."""
-        merged = _normalized(self.options)
+        merged = {**DEFAULT_OPTIONS, **_normalized(self.options)}
         if SBATCH_TAG in tags:
             merged.update(_normalized(parse_sbatch_tag(step_key, tags[SBATCH_TAG])))
         return merged
@@ -118,16 +126,45 @@ def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
     for key, value in options.items():
         if not isinstance(value, (str, int, float, bool)) and value is not None:
             raise SlurmConfigError(f"{where}: sbatch option {key!r} must be a string, number or boolean; got {value!r}")
-        if key.replace("_", "-") in EXECUTOR_OWNED:
+        owned = [o for o in EXECUTOR_OWNED if o.startswith(key.replace("_", "-"))]
+        if owned:
+            # sbatch takes any unambiguous prefix of a long option: `job_n` is --job-name.
+            what = "" if key.replace("_", "-") in owned else f" (sbatch reads it as --{owned[0]})"
             raise SlurmConfigError(
-                f"{where}: sbatch option {key!r} is set by the executor (job names identify steps; "
-                "output goes to the step's folder); remove it"
+                f"{where}: sbatch option {key!r}{what} is set by the executor (job names identify steps; output "
+                "goes to the step's folder; the job's environment is the cluster user's plus env_vars); remove it"
             )
     try:
         sbatch_arguments(options)
     except ValueError as exc:
         raise SlurmConfigError(f"{where}: {exc}") from None
     return dict(options)
+
+
+# Executor config that runs commands on the cluster (or sends the connection elsewhere).
+SHELL_KEYS = ("setup", "python", "env_vars", "connection")
+
+
+def refuse_shell_from_run_config(config: Mapping[str, Any], trusted: bool) -> None:
+    """Refuse a run whose run config sets :data:`SHELL_KEYS` unless the deployment trusts it.
+
+    Called for the unconfigured ``slurm_executor``, whose whole config comes from the run's
+    run config: whoever may launch a run must not thereby get a shell on the cluster, or the
+    run worker's environment (database passwords) through ``env_vars``.
+    """
+    keys = [k for k in SHELL_KEYS if config.get(k) and any(v is not None for v in _values(config[k]))]
+    if keys and not trusted:
+        raise SlurmConfigError(
+            f"the run's run config sets executor config {', '.join(repr(k) for k in keys)}, which would run "
+            "commands on the cluster as its user; nothing was submitted. Set these where the deployment "
+            "controls them: the SlurmRunLauncher's `executor` block in dagster.yaml, or "
+            "`slurm_executor.configured({...})` in code. To let run config set them, set "
+            f"{ENV_PREFIX}TRUST_RUN_CONFIG=true in the environment of the process that runs the run."
+        )
+
+
+def _values(value: Any) -> list[Any]:
+    return list(value.values()) if isinstance(value, Mapping) else [value]
 
 
 def step_environment(env_vars: list[str], environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -10,12 +10,26 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.step_delegating import StepDelegatingExecutor
 
-from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA, SBATCH_TAG, StepResources, parse_sbatch_tag, step_environment
+from dagster_slurm_launcher.executor.config import (
+    CONFIG_SCHEMA,
+    SBATCH_TAG,
+    StepResources,
+    parse_sbatch_tag,
+    refuse_shell_from_run_config,
+    step_environment,
+)
 from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
 from dagster_slurm_launcher.connect import connect
+from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.settings import load_settings
+from dagster_slurm_launcher.slurm import SlurmError
+from dagster_slurm_launcher.transport import TransportError
+
+log = get_logger(__name__)
 
 
-# How long a finished run waits for its last jobs to exit, to report their accounting.
+# How long a finished run waits, beyond the journal grace period, for its last jobs to exit
+# and their journals to end, to report their accounting.
 DRAIN_SECONDS = 60.0
 
 
@@ -37,7 +51,11 @@ class SlurmExecutor(StepDelegatingExecutor):
         for event in super().execute(plan_context, execution_plan):
             failed = failed or event.is_step_failure
             yield event
-        self._slurm.relay.drain(timeout=DRAIN_SECONDS)
+        try:
+            self._slurm.relay.drain(timeout=self._slurm.journal_grace + DRAIN_SECONDS)
+        except (SlurmError, TransportError) as exc:
+            # Every outcome is recorded; only the last accounting and logs are missing.
+            log.warning("could not drain the run's last jobs", error=str(exc))
         if not failed and not self._debug_mode:
             self._slurm.remove_run_folder(plan_context.dagster_run)
 
@@ -71,6 +89,8 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
             )
     """
     config = init_context.executor_config
+    if init_context.executor_def is slurm_executor:  # unconfigured: its config is the run's
+        refuse_shell_from_run_config(config, trusted=load_settings().trust_run_config)
     cluster = connect(config)
     settings = cluster.settings
     handler = SlurmStepHandler(
@@ -81,6 +101,8 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
         setup=config["setup"],
         env=step_environment(config["env_vars"]),
         poll_interval=settings.poll_interval,
+        journal_grace=settings.journal_grace,
+        read_failure_timeout=settings.reconnect_timeout,
     )
     return SlurmExecutor(
         handler,

@@ -1,9 +1,10 @@
 """The relay: brings each step's Slurm state and journal into the Dagster instance.
 
 Every poll costs one Slurm status query for all steps (squeue, plus sacct for finished jobs)
-and then one command that reads the new bytes of every journal. Slurm is asked first: a job
-that had ended before its journal was read has no more events to write, so after that read
-the step is *drained* and its outcome is final.
+and then one command that reads the new bytes of every journal. A job that has ended writes
+nothing more, but a shared filesystem that caches (NFS) may show its last lines seconds later:
+after a job ends, its journal is read until it shows the worker's ``END`` line, for at most
+the journal grace period. Only then is the step *drained* and a missing outcome a failure.
 """
 
 import time
@@ -16,16 +17,16 @@ from dagster._core.execution.plan.outputs import StepOutputHandle
 from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.dagster_run import DagsterRun
 
-from dagster_slurm_launcher.journal import JOURNAL_FILE, parse_records
+from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import run_id_of_step_folder
-from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SubmittedJob
+from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
 from dagster_slurm_launcher.slurm.client import OptionValue
-from dagster_slurm_launcher.transport.files import FileSlice, parse_files_output, read_files_command
+from dagster_slurm_launcher.transport import TransportError
+from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
 log = get_logger(__name__)
 
-OUTCOMES = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
 # The UI shows at most this much of a step's stdout and of its stderr (the end of each).
 MAX_LOG_BYTES = 10 * 2**20
 # A job that neither squeue nor sacct knows for this long is taken as lost.
@@ -53,7 +54,12 @@ class TrackedStep:
     """(timestamp, message) of the step's events already in the instance, for a job adopted
     from a run worker that died: what it relayed before dying is not relayed again."""
     unknown_since: float | None = None
-    failed_stderr: str | None = field(default=None, repr=False)
+    ended_at: float | None = None
+    """When the relay first saw the job ended (``time.monotonic()``)."""
+    journal_ended: bool = False
+    """The worker's last line (``END``) was read."""
+    lost: bool = False
+    """Given up on (unknown to Slurm too long): its job was cancelled, nothing more is relayed."""
     outputs: set[StepOutputHandle] = field(default_factory=set)
     """The step's outputs its journal reported (where an adopted step's outputs come from)."""
 
@@ -70,11 +76,17 @@ class TrackedStep:
 class Relay:
     """Tracks a run's steps in Slurm and relays their journals into ``instance`` exactly once."""
 
-    def __init__(self, client: SlurmClient, instance: DagsterInstance, run: DagsterRun, poll_interval: float) -> None:
+    def __init__(
+        self, client: SlurmClient, instance: DagsterInstance, run: DagsterRun, poll_interval: float,
+        journal_grace: float, read_failure_timeout: float,
+    ) -> None:
         self._client = client
         self._instance = instance
         self._run = run
         self._poll_interval = poll_interval
+        self._journal_grace = journal_grace
+        self._read_failure_timeout = read_failure_timeout
+        self._failing_since: float | None = None
         self._last_poll = 0.0
         self.steps: dict[str, TrackedStep] = {}
 
@@ -96,6 +108,11 @@ class Relay:
         if time.monotonic() - self._last_poll >= self._poll_interval:
             self.poll()
 
+    def give_up(self, step: TrackedStep) -> None:
+        """Stop relaying ``step``: cancel its job (it may still run) and ignore anything it writes."""
+        step.lost = step.drained = True
+        self._client.cancel([step.job.job_id])
+
     def poll(self) -> None:
         self._last_poll = time.monotonic()
         active = [s for s in self.steps.values() if not s.drained]
@@ -106,13 +123,17 @@ class Relay:
             states = self._client.poll([s.job for s in waiting])
             for step in waiting:
                 self._update_state(step, states[step.job.job_id])
-        ended_before_read = [s for s in active if s.info and s.info.is_terminal]
-        if not self._read_journals(active):
+        now = time.monotonic()
+        # Past the grace period, nothing more will become visible: damaged lines are passed over.
+        past_grace = {s.step_key for s in active if s.ended_at is not None and now - s.ended_at >= self._journal_grace}
+        ended_before_read = [s for s in active if s.ended_at is not None]
+        if not self._read_journals(active, past_grace):
             return  # nothing is drained until its journal was read after its job ended
-        for step in ended_before_read:
+        drained = [s for s in ended_before_read if s.journal_ended or s.step_key in past_grace]
+        for step in drained:
             step.drained = True
             self._report_accounting(step)
-        self._copy_logs(ended_before_read)
+        self._copy_logs(drained)
 
     def _update_state(self, step: TrackedStep, info: JobInfo) -> None:
         step.info = info
@@ -120,6 +141,8 @@ class Relay:
             step.unknown_since = step.unknown_since or time.monotonic()
             return
         step.unknown_since = None
+        if info.is_terminal:
+            step.ended_at = time.monotonic()
         if info.state == JobState.PENDING:
             summary = f"PENDING ({info.reason})" if info.reason else "PENDING"
         elif info.state == JobState.RUNNING:
@@ -130,37 +153,57 @@ class Relay:
             step.reported = summary
             self._engine_event(step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)})
 
-    def _read_journals(self, steps: list[TrackedStep]) -> bool:
-        """Relay every new record of ``steps``' journals; ``False`` if they could not be read."""
+    def _read_journals(self, steps: list[TrackedStep], past_grace: set[str]) -> bool:
+        """Relay every new record of ``steps``' journals; ``False`` if they could not be read.
+
+        Raises:
+            SlurmError: the journals could not be read for the whole read-failure timeout.
+        """
         slices = [FileSlice(s.journal, s.journal_offset) for s in steps]
-        result = self._client.transport.run(read_files_command(slices))
-        if not result.ok:
-            log.warning("could not read journals", stderr=result.stderr.strip())
+        try:
+            reads = read_files(self._client.transport, slices)
+        except TransportError as exc:
+            now = time.monotonic()
+            self._failing_since = self._failing_since or now
+            if now - self._failing_since > self._read_failure_timeout:
+                raise SlurmError(
+                    f"could not read the steps' journals for {now - self._failing_since:.0f}s: {exc}. "
+                    "The steps' Slurm jobs keep running; a resumed or retried run picks them up."
+                ) from exc
+            log.warning("could not read journals; retrying at the next poll", error=str(exc))
             return False
-        by_journal = {s.journal: s for s in steps}
-        for read in parse_files_output(slices, result.stdout):
-            if read.data is None:
-                continue
-            step = by_journal[read.slice.path]
-            records, consumed = parse_records(read.data)
-            step.journal_offset += consumed
-            for record in records:
-                if record.seq <= step.relayed_seq:
-                    continue
-                entry = record.entry
-                if entry.run_id != self._run.run_id:
-                    # A job adopted from an earlier run of the lineage: its events belong to this run now.
-                    entry = entry._replace(run_id=self._run.run_id)
-                if (entry.timestamp, entry.user_message) not in step.stored:
-                    self._instance.handle_new_event(entry)
-                step.relayed_seq = record.seq
-                if entry.dagster_event_type in OUTCOMES:
-                    step.outcome = entry.dagster_event_type
-                elif entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
-                    step.log_file_key = entry.get_dagster_event().logs_captured_data.file_key
-                elif entry.dagster_event_type == DagsterEventType.STEP_OUTPUT:
-                    step.outputs.add(entry.get_dagster_event().step_output_data.step_output_handle)
+        self._failing_since = None
+        for step, read in zip(steps, reads):
+            if read.data is not None:
+                self._relay_records(step, read.data, final=step.step_key in past_grace)
         return True
+
+    def _relay_records(self, step: TrackedStep, data: bytes, final: bool) -> None:
+        parsed = parse_records(data, final=final)
+        step.journal_offset += parsed.consumed
+        step.journal_ended = step.journal_ended or parsed.ended
+        if parsed.skipped:
+            log.warning("skipped damaged journal lines", step_key=step.step_key, lines=parsed.skipped, journal=step.journal)
+        for record in parsed.records:
+            if record.seq <= step.relayed_seq:
+                continue
+            step.relayed_seq = record.seq
+            entry = record.entry
+            if entry.dagster_event_type in OUTCOMES and step.outcome is not None:
+                # A second run of a finished step (a requeue by an older worker): one outcome counts.
+                log.warning("ignored a second outcome", step_key=step.step_key, event=entry.dagster_event_type)
+                continue
+            if entry.run_id != self._run.run_id:
+                # A job adopted from an earlier run of the lineage: its events belong to this run now.
+                entry = entry._replace(run_id=self._run.run_id)
+            if (entry.timestamp, entry.user_message) not in step.stored:
+                self._instance.handle_new_event(entry)
+            if entry.dagster_event_type in OUTCOMES:
+                step.outcome = entry.dagster_event_type
+            elif entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
+                step.log_file_key = entry.get_dagster_event().logs_captured_data.file_key
+            elif entry.dagster_event_type == DagsterEventType.STEP_OUTPUT:
+                step.outputs.add(entry.get_dagster_event().step_output_data.step_output_handle)
 
     def _copy_logs(self, steps: list[TrackedStep]) -> None:
         """Put finished jobs' stdout and stderr where the UI reads a step's logs."""
@@ -169,19 +212,21 @@ class Relay:
             return
         streams = [(s, io_type) for s in steps for io_type in (ComputeIOType.STDOUT, ComputeIOType.STDERR)]
         slices = [FileSlice(f"{s.folder}/{io_type.value}", limit=MAX_LOG_BYTES) for s, io_type in streams]
-        result = self._client.transport.run(read_files_command(slices))
-        if not result.ok:
-            log.warning("could not read step logs", stderr=result.stderr.strip())
+        try:
+            reads = read_files(self._client.transport, slices)
+        except TransportError as exc:
+            log.warning("could not copy step logs; they stay in the step folders", error=str(exc))
             return
         manager = self._instance.compute_log_manager
-        for (step, io_type), read in zip(streams, parse_files_output(slices, result.stdout)):
+        for (step, io_type), read in zip(streams, reads):
             if not read.data:
                 continue
             log_key = manager.build_log_key_for_run(self._run.run_id, step.log_file_key)  # type: ignore[arg-type]
             with manager.open_log_stream(log_key, io_type) as stream:
                 if stream is not None:
                     cut = f"[first {read.start} bytes not shown; see {read.slice.path}]\n" if read.start else ""
-                    stream.write(cut + read.data)
+                    # Output is the user's bytes: invalid UTF-8 shows as U+FFFD, never fails the run.
+                    stream.write(cut + read.data.decode("utf-8", "replace"))
 
     def _report_accounting(self, step: TrackedStep) -> None:
         info = step.info

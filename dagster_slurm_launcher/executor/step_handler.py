@@ -34,14 +34,11 @@ from dagster_slurm_launcher.executor.output_sources import (
     earlier_adoptions,
     point_inputs_at_their_runs,
 )
-from dagster_slurm_launcher.executor.relay import (
-    OUTCOMES,
-    UNKNOWN_GRACE_SECONDS,
-    Relay,
-    TrackedStep,
-)
-from dagster_slurm_launcher.executor.script import render_script
-from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalRecord, parse_records
+from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
+from dagster_slurm_launcher.executor.script import render_env_file, render_script, write_step_folder
+from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
+from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.settings import ENV_PREFIX
 from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
@@ -49,15 +46,13 @@ from dagster_slurm_launcher.slurm import (
     JobInfo,
     JobState,
     SlurmClient,
-    SlurmError,
+    SubmissionUncertain,
     SubmittedJob,
 )
-from dagster_slurm_launcher.transport.files import (
-    FileSlice,
-    parse_files_output,
-    read_files_command,
-)
-from dagster_slurm_launcher.worker import PAYLOAD_FILE
+from dagster_slurm_launcher.transport import TransportError
+from dagster_slurm_launcher.transport.files import FileSlice, read_files
+
+log = get_logger(__name__)
 
 # Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
 CLAIMS_DIR = "claims"
@@ -74,6 +69,8 @@ class SlurmStepHandler(StepHandler):
         setup: shell lines run before each step.
         env: environment variables exported to each step.
         poll_interval: seconds between polls of Slurm and the journals.
+        journal_grace: seconds to keep reading an ended job's journal for its last lines.
+        read_failure_timeout: seconds of failed journal reads after which the run fails.
     """
 
     def __init__(
@@ -86,6 +83,8 @@ class SlurmStepHandler(StepHandler):
         setup: Sequence[str],
         env: Mapping[str, str],
         poll_interval: float,
+        journal_grace: float,
+        read_failure_timeout: float,
     ) -> None:
         self._client = client
         self._resources = resources
@@ -94,6 +93,8 @@ class SlurmStepHandler(StepHandler):
         self._setup = list(setup)
         self._env = dict(env)
         self._poll_interval = poll_interval
+        self._journal_grace = journal_grace
+        self._read_failure_timeout = read_failure_timeout
         self._relay: Relay | None = None
         self._dynamic_partitions: set[str] = set()
         self._cancelled = False
@@ -110,13 +111,20 @@ class SlurmStepHandler(StepHandler):
 
     def start(self, plan_context: PlanOrchestrationContext) -> None:
         """Begin a run: called by the executor before the first step is launched."""
-        self._relay = Relay(self._client, plan_context.instance, plan_context.dagster_run, self._poll_interval)
+        self._relay = Relay(
+            self._client, plan_context.instance, plan_context.dagster_run, self._poll_interval,
+            journal_grace=self._journal_grace, read_failure_timeout=self._read_failure_timeout,
+        )
         self._dynamic_partitions = _dynamic_partitions(plan_context.reconstructable_job.get_definition())
         run = plan_context.dagster_run
         self._continues = plan_context.resume_from_failure or run.parent_run_id is not None
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
+
+    @property
+    def journal_grace(self) -> float:
+        return self._journal_grace
 
     @property
     def relay(self) -> Relay:
@@ -141,24 +149,19 @@ class SlurmStepHandler(StepHandler):
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
         folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
 
-        transport = self._client.transport
         payload = _payload(
             step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(),
             self._earlier_adoptions, self._plan_step_keys,
         )
-        transport.write_file(f"{folder}/{PAYLOAD_FILE}", payload.encode())
-        transport.write_file(
-            f"{folder}/meta.json",
-            json.dumps({"step_key": step_key, "run_id": run.run_id, "root_run_id": root_run_id,
-                        "job_name": name, "attempt": attempt}).encode(),
+        meta = {"step_key": step_key, "run_id": run.run_id, "root_run_id": root_run_id, "job_name": name, "attempt": attempt}
+        write_step_folder(
+            self._client.transport, folder, payload.encode(), json.dumps(meta).encode(), render_env_file(self._env).encode()
         )
         working_directory = run.job_code_origin.repository_origin.code_pointer.working_directory if run.job_code_origin else None
-        script = render_script(
-            setup=self._setup, env=self._env, working_directory=working_directory,
-            python=self._python, step_folder=folder,
-        )
+        script = render_script(setup=self._setup, working_directory=working_directory, python=self._python, step_folder=folder)
         options = self._resources.for_step(step_key, step_handler_context.step_tags[step_key])
-        options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder})
+        # The executor's own options go last: sbatch takes the last of repeated options.
+        options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, "export": "NONE"})
         known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
         claim = Claim(f"{lineage_folder(self._base_dir, root_run_id)}/{CLAIMS_DIR}", frozenset(known))
         try:
@@ -170,6 +173,10 @@ class SlurmStepHandler(StepHandler):
                 return
             claim = Claim(claim.directory, claim.known | {claimed.job_id})
             job = self._client.submit(script, name, options, claim=claim)
+        except SubmissionUncertain as uncertain:
+            job = self._find_uncertain_submission(step_handler_context, name, folder, uncertain)
+            if job is None:  # sbatch never got through; the claim still guards against a twin
+                job = self._client.submit(script, name, options, claim=claim)
         self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
         yield DagsterEvent.step_worker_starting(
             step_context,
@@ -201,8 +208,12 @@ class SlurmStepHandler(StepHandler):
         if step.drained:
             return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
         if step.unknown_since is not None and time.monotonic() - step.unknown_since > UNKNOWN_GRACE_SECONDS:
+            # The job may still run somewhere: cancel it, so that it cannot report an outcome
+            # after the executor has failed the step.
+            self.relay.give_up(step)
             return CheckStepHealthResult.unhealthy(
-                f"Slurm job {step.job.job_id} is neither in squeue nor in sacct after {UNKNOWN_GRACE_SECONDS:.0f}s"
+                f"Slurm job {step.job.job_id} is neither in squeue nor in sacct after {UNKNOWN_GRACE_SECONDS:.0f}s; "
+                "it was cancelled and nothing more of it is relayed"
             )
         return CheckStepHealthResult.healthy()
 
@@ -232,6 +243,18 @@ class SlurmStepHandler(StepHandler):
             )
         yield from ()
 
+    def _find_uncertain_submission(
+        self, step_handler_context: StepHandlerContext, name: str, folder: str, uncertain: SubmissionUncertain
+    ) -> SubmittedJob | None:
+        """The job a submission whose answer was lost created, if it exists: found by its name
+        and its folder, which no other submission uses."""
+        found = [j for j in self._lineage_jobs(step_handler_context, name) if j.work_dir == folder]
+        log.warning("submission uncertain; looked the job up by name", job_name=name, error=str(uncertain), found=[j.job_id for j in found])
+        if not found:
+            return None
+        job = found[0]
+        return SubmittedJob(job.job_id, name, job.submit_time or _created(step_handler_context.instance, _root(step_handler_context)))
+
     def _lineage_jobs(self, step_handler_context: StepHandlerContext, name: str) -> list[JobInfo]:
         """Jobs named ``name`` submitted by any run of this run's lineage, newest first."""
         root_run_id = _root(step_handler_context)
@@ -254,7 +277,8 @@ class SlurmStepHandler(StepHandler):
         newest = lineage[0]
         folder = newest.work_dir
         assert folder is not None  # _lineage_jobs keeps only jobs with a work dir
-        outcome = next((r.entry for r in reversed(self._journal(folder)) if r.entry.dagster_event_type in OUTCOMES), None)
+        journal = self._journal(folder, newest)
+        outcome = next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
         if outcome is None and newest.is_terminal:
             return False
         if outcome is not None and (
@@ -281,14 +305,21 @@ class SlurmStepHandler(StepHandler):
         self.relay.poll()
         return True
 
-    def _journal(self, folder: str) -> list[JournalRecord]:
-        journal = [FileSlice(f"{folder}/{JOURNAL_FILE}")]
-        result = self._client.transport.run(read_files_command(journal))
-        if not result.ok:
-            raise SlurmError(f"could not read the journal in {folder}: {result.stderr.strip()}")
-        [read] = parse_files_output(journal, result.stdout)
-        data = read.data
-        return parse_records(data)[0] if data else []
+    def _journal(self, folder: str, job: JobInfo) -> ParsedJournal:
+        """The job's journal as far as it can be seen. For a job that ended less than the journal
+        grace period ago, read until the worker's ``END`` line shows: on a caching shared
+        filesystem its outcome may not be visible yet, and a step must not be run twice."""
+        recently = job.end_time is not None and (datetime.now(UTC) - job.end_time).total_seconds() < self._journal_grace
+        deadline = time.monotonic() + (self._journal_grace if recently else 0.0)
+        while True:
+            [read] = read_files(self._client.transport, [FileSlice(f"{folder}/{JOURNAL_FILE}")])
+            if not job.is_terminal:
+                return parse_records(read.data or b"")
+            final = time.monotonic() >= deadline
+            journal = parse_records(read.data or b"", final=final)
+            if journal.ended or final:
+                return journal
+            time.sleep(self._poll_interval)
 
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
@@ -296,11 +327,14 @@ class SlurmStepHandler(StepHandler):
         folder = run_folder(self._base_dir, root_run_id, run.run_id)
         root = shlex.quote(lineage_folder(self._base_dir, root_run_id))
         # The root run's folder (and its submission claims) goes too once no run of its
-        # lineage has a folder left in it.
-        self._client.transport.run(
-            f"nohup sh -c 'rm -rf -- \"$1\"; ls -A -- \"$2\" | grep -qvx {CLAIMS_DIR} || rm -rf -- \"$2\"' "
-            f"sh {shlex.quote(folder)} {root} >/dev/null 2>&1 &"
-        )
+        # lineage has a folder left in it. Best-effort: a folder left behind loses nothing.
+        try:
+            self._client.transport.run(
+                f"nohup sh -c 'rm -rf -- \"$1\"; ls -A -- \"$2\" | grep -qvx {CLAIMS_DIR} || rm -rf -- \"$2\"' "
+                f"sh {shlex.quote(folder)} {root} >/dev/null 2>&1 &"
+            )
+        except TransportError as exc:
+            log.warning("could not remove the run folder", folder=folder, error=str(exc))
 
     def _explain_missing_outcome(self, step: TrackedStep) -> str:
         info = step.info
@@ -312,7 +346,11 @@ class SlurmStepHandler(StepHandler):
             return f"{job} was cancelled{' ' + info.reason if info.reason else ''} before the step finished."
         if info.state == JobState.NODE_FAIL:
             return f"{job} was lost when node {info.node_list} failed."
-        stderr = self._client.transport.run(f"tail -n 20 {shlex.quote(step.folder + '/stderr')}").stdout.strip()
+        try:
+            [read] = read_files(self._client.transport, [FileSlice(f"{step.folder}/stderr", limit=4096)])
+            stderr = "\n".join((read.data or b"").decode("utf-8", "replace").splitlines()[-20:])
+        except TransportError as exc:
+            stderr = f"(could not be read: {exc})"
         # With JobAcctGatherParams=OverMemoryKill a job killed for memory ends FAILED (signal 9),
         # not OUT_OF_MEMORY; slurmstepd says why in the job's stderr.
         if info.state == JobState.OUT_OF_MEMORY or "exceeded memory limit" in stderr or "oom-kill" in stderr:
@@ -320,7 +358,9 @@ class SlurmStepHandler(StepHandler):
         code = ":".join(map(str, info.exit_code)) if info.exit_code else "unknown"
         return (
             f"{job} ended {info.state.value} (exit code {code}) without reporting the step's outcome: the step "
-            f"worker did not start or crashed. Last lines of {step.folder}/stderr:\n{stderr or '(empty)'}"
+            f"worker did not start or crashed, or the shared filesystem did not show its journal within "
+            f"{self._journal_grace:.0f}s ({ENV_PREFIX}JOURNAL_GRACE; on NFS it must exceed acdirmax). "
+            f"Last lines of {step.folder}/stderr:\n{stderr or '(empty)'}"
         )
 
 

@@ -83,16 +83,26 @@ class Claim:
     ``directory/<name>`` holds the id of the last job submitted under ``name``, written under an
     exclusive lock together with the submission. A submission goes ahead only if that id is one
     of ``known`` (the jobs the caller saw when it decided to submit) or there is none.
+
+    The lock is a directory made with ``mkdir``, which is atomic on every shared filesystem, even
+    where ``flock`` is local to one node (BeeGFS by default, Lustre mounted ``localflock``) and
+    so would not exclude a submitter on another login node. A lock left by a submitter whose
+    connection dropped is broken after ``STALE_LOCK_MINUTES``.
     """
 
     directory: str
     known: frozenset[str]
 
+    STALE_LOCK_MINUTES = 2
+
     def wrap(self, name: str, sbatch: str) -> str:
         path = shlex.quote(f"{self.directory}/{name}")
         known = shlex.quote(" " + " ".join(sorted(self.known)) + " ")
         return (
-            f"mkdir -p -m 0700 {shlex.quote(self.directory)} && exec 9>>{path}.lock && flock 9 && "
+            f"mkdir -p -m 0700 {shlex.quote(self.directory)} && lock={path}.lock && "
+            f"until mkdir \"$lock\" 2>/dev/null; do "
+            f"[ -n \"$(find \"$lock\" -maxdepth 0 -mmin +{self.STALE_LOCK_MINUTES} 2>/dev/null)\" ] && rmdir \"$lock\"; "
+            f"sleep 0.1; done && trap 'rmdir \"$lock\"' EXIT && "
             f"{{ c=$(cat {path} 2>/dev/null); case {known} in *\" $c \"*) ;; *) "
             f'if [ -n "$c" ]; then echo "claimed $c"; exit 0; fi;; esac; '
             f"out=$({sbatch}) || exit $?; printf '%s\\n' \"${{out%%;*}}\" > {path}.new && mv {path}.new {path} && echo \"$out\"; }}"
@@ -127,8 +137,10 @@ def sbatch_arguments(options: Mapping[str, OptionValue]) -> list[str]:
         if not _OPTION_KEY.fullmatch(key):
             raise ValueError(f"sbatch option {key!r} is not an option name: use sbatch's long names, e.g. 'cpus_per_task'")
         flag = key.replace("_", "-")
-        if flag in _CLIENT_OWNED_OPTIONS:
-            raise ValueError(f"sbatch option {key!r} cannot be set: {_CLIENT_OWNED_OPTIONS[flag]}")
+        # sbatch takes any unambiguous prefix of a long option: `job` is --job-name.
+        owned = [o for o in _CLIENT_OWNED_OPTIONS if o.startswith(flag)]
+        if owned:
+            raise ValueError(f"sbatch option {key!r} cannot be set: {_CLIENT_OWNED_OPTIONS[owned[0]]}")
         if value is None or value is False:
             continue
         args.append(f"--{flag}" if value is True else f"--{flag}={value}")
@@ -162,7 +174,8 @@ class SlurmClient:
             SubmissionUncertain: the job may or may not exist; look it up by name.
         """
         validate_job_name(name)
-        argv = ["sbatch", "--parsable", f"--job-name={name}", *sbatch_arguments(options or {})]
+        # The client's own options go last: sbatch takes the last of repeated options.
+        argv = ["sbatch", *sbatch_arguments(options or {}), "--parsable", f"--job-name={name}"]
         # The cluster's clock, read just before sbatch, bounds this job's submit time from below.
         sbatch = shlex.join(argv) if claim is None else claim.wrap(name, shlex.join(argv))
         command = f"TZ=UTC date +%Y-%m-%dT%H:%M:%S && {sbatch}"

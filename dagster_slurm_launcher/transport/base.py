@@ -19,12 +19,17 @@ class CommandResult:
 
     command: str
     exit_code: int
-    stdout: str
+    output: bytes
+    """stdout as the command wrote it: file contents are bytes, whatever their encoding."""
     stderr: str
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def stdout(self) -> str:
+        return self.output.decode("utf-8", "replace")
 
 
 class Transport(ABC):

@@ -1,8 +1,20 @@
 """Run Slurm's commands on this machine, for a Dagster that runs on the login node."""
 
+import os
+import re
 import subprocess
 
 from dagster_slurm_launcher.transport.base import CommandResult, Transport, TransportError
+
+# Variables that hold secrets of the run worker (database passwords, DAGSTER_SLURM_PASSWORD,
+# cloud keys): no command on the cluster side needs them, and sbatch would copy its whole
+# environment into slurmctld's job state and the job.
+_SECRET = re.compile(r"^DAGSTER_|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|_KEY($|_)|^KEY_", re.IGNORECASE)
+
+
+def command_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """The environment commands run with: this process's, without anything that looks secret."""
+    return {name: value for name, value in environ.items() if not _SECRET.search(name)}
 
 
 class LocalTransport(Transport):
@@ -16,12 +28,13 @@ class LocalTransport(Transport):
                 capture_output=True,
                 timeout=timeout,
                 check=False,
+                env=command_environment(),
             )
         except subprocess.TimeoutExpired as exc:
             raise TransportError(f"command timed out after {timeout:.0f}s: {command}") from exc
         return CommandResult(
             command=command,
             exit_code=proc.returncode,
-            stdout=proc.stdout.decode("utf-8", "replace"),
+            output=proc.stdout,
             stderr=proc.stderr.decode("utf-8", "replace"),
         )

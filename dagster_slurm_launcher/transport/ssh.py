@@ -126,7 +126,7 @@ class SSHTransport(Transport):
         return CommandResult(
             command=command,
             exit_code=status,
-            stdout=stdout.decode("utf-8", "replace"),
+            output=stdout,
             stderr=b"".join(stderr).decode("utf-8", "replace"),
         )
 

@@ -1,0 +1,124 @@
+"""Jobs that behave as users' code and sites do: non-ASCII output and progress bars, a journal
+damaged under the worker, a step Slurm requeues, a wide fan-out, a slow step."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from dagster import In, Nothing, OpExecutionContext, Out, job, op
+
+from dagster_slurm_launcher import slurm_executor
+
+SHARED = os.environ.get("DAGSTER_SLURM_LAB_SHARED_DIR", "/tmp")
+EXECUTOR = slurm_executor.configured(
+    # Jobs get the cluster user's login environment: what the steps need of ours is named.
+    {"poll_interval": 1.0, "time": "00:10:00", "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"]}, name="slurm_site"
+)
+TEXT = "ünïcødé ✓ 漢字 😀"
+
+
+@op
+def noisy(context: OpExecutionContext) -> None:
+    print(f"stdout: {TEXT}", flush=True)
+    print(f"stderr: {TEXT}", file=sys.stderr, flush=True)
+    for percent in (10, 50, 100):  # what tqdm writes: carriage returns and block characters
+        sys.stderr.write(f"\r{percent:3d}%|{'█' * (percent // 10):<10}| {percent}/100")
+    sys.stderr.write("\n")
+    sys.stdout.buffer.write(b"invalid UTF-8: \xff\xfe end\n")
+    sys.stdout.flush()
+    context.log.info(f"log: {TEXT}")
+
+
+@job(executor_def=EXECUTOR)
+def noisy_job():
+    for i in range(4):
+        noisy.alias(f"noisy_{i}")()
+
+
+@op
+def damages_its_journal(context: OpExecutionContext) -> None:
+    """Appends what a SIGKILLed writer and an NFS client that has not seen the data yet leave
+    behind, then goes on logging."""
+    journal = Path(sys.argv[-1]) / "events.jsonl"  # the worker's argument is its step folder
+    with journal.open("ab") as f:
+        f.write(b"\0" * 64 + b"\n")
+        f.write(b'99 {"__class__": "EventLogEntry", "cut sh\n')
+    context.log.info("logged after the damage")
+
+
+@job(executor_def=EXECUTOR)
+def damaged_journal_job():
+    damages_its_journal()
+
+
+def _runs_file(context: OpExecutionContext) -> Path:
+    return Path(SHARED) / "markers" / f"runs-{context.run_id}-{context.op.name}"
+
+
+@op(out=Out(Nothing), tags={"dagster-slurm/sbatch": {"requeue": True}})
+def counted(context: OpExecutionContext) -> None:
+    """Counts its executions in a file on the shared filesystem."""
+    path = _runs_file(context)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write("ran\n")
+
+
+@op(ins={"start": In(Nothing)})
+def waits(context: OpExecutionContext) -> None:
+    time.sleep(int(os.environ.get("WAIT_SECONDS", "40")))
+
+
+@job(executor_def=EXECUTOR)
+def requeue_job():
+    counted()
+    waits()
+
+
+@op
+def slow(context: OpExecutionContext) -> int:
+    time.sleep(25)
+    context.log.info("slow step done")
+    return 7
+
+
+@op
+def after(context: OpExecutionContext, value: int) -> None:
+    context.log.info(f"after got {value}")
+
+
+@job(executor_def=EXECUTOR)
+def slow_job():
+    after(slow())
+
+
+@op
+def reports_secrets(context: OpExecutionContext) -> None:
+    context.log.info(f"DAGSTER_PG_PASSWORD in environment: {'DAGSTER_PG_PASSWORD' in os.environ}")
+    context.log.info(f"STEP_SETTING={os.environ.get('STEP_SETTING')}")
+
+
+@job(executor_def=slurm_executor.configured({"poll_interval": 1.0, "env_vars": ["STEP_SETTING"]}, name="slurm_env"))
+def secrets_job():
+    reports_secrets()
+
+
+@op(out=Out(Nothing))
+def root() -> None:
+    pass
+
+
+def _leaf(i: int):  # noqa: ANN202
+    @op(name=f"leaf_{i:03d}", ins={"start": In(Nothing)})
+    def leaf() -> None:
+        pass
+
+    return leaf
+
+
+@job(executor_def=EXECUTOR)
+def fanout_300():
+    started = root()
+    for i in range(299):
+        _leaf(i)(start=started)
