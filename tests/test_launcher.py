@@ -1,12 +1,15 @@
 """The launcher's parts that need no cluster: its configuration as users write it, and how it
 recognizes a run worker (a pid alone is not enough: pids are reused)."""
 
+import dataclasses
+import os
 import signal
-import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-import psutil
+import pytest
 import yaml
 from dagster._config import process_config
 from dagster._config.field import resolve_to_config_type
@@ -14,7 +17,7 @@ from dagster._core.instance.config import dagster_instance_config_schema
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from dagster_slurm_launcher import SlurmRunLauncher
-from dagster_slurm_launcher.launcher.process import WorkerProcess
+from dagster_slurm_launcher.launcher.process import WorkerProcess, open_log, prune_logs
 
 EXAMPLE = Path(__file__).parent.parent / "dagster.yaml.example"
 
@@ -37,8 +40,9 @@ def test_the_example_deployment_file_is_a_valid_instance_config(monkeypatch) -> 
 
 def test_a_running_worker_is_recognized_by_pid_and_start_time() -> None:
     with subprocess.Popen(["sleep", "60"]) as process:
-        worker = WorkerProcess(socket.gethostname(), process.pid, psutil.Process(process.pid).create_time())
-        assert worker.state() == "running"
+        worker = WorkerProcess.of(process.pid)
+        assert worker is not None and worker.state() == "running"
+        assert WorkerProcess.from_tags(worker.tags("/log")) == worker
         process.kill()
         process.wait()
         assert worker.state() == "gone"
@@ -46,15 +50,81 @@ def test_a_running_worker_is_recognized_by_pid_and_start_time() -> None:
 
 def test_a_process_that_reused_the_workers_pid_is_not_taken_for_it() -> None:
     with subprocess.Popen(["sleep", "60"]) as process:
-        reused = WorkerProcess(socket.gethostname(), process.pid, psutil.Process(process.pid).create_time() - 3600)
+        worker = WorkerProcess.of(process.pid)
+        assert worker is not None
+        reused = dataclasses.replace(worker, start_ticks=worker.start_ticks - 100)
         assert reused.state() == "gone"
         assert not reused.signal(signal.SIGTERM)
         assert process.poll() is None
         process.kill()
 
 
+def test_a_worker_is_still_itself_after_the_wall_clock_steps() -> None:
+    # NTP stepping the clock, or a VM resumed from suspend: a wall-clock start time moves with
+    # it. The daemon that checks the worker is another process, started after the step.
+    check = "import sys; from dagster_slurm_launcher.launcher.process import WorkerProcess; print(WorkerProcess.from_tags(eval(sys.argv[1])).state())"
+    with subprocess.Popen(["sleep", "60"]) as process:
+        worker = WorkerProcess.of(process.pid)
+        assert worker is not None
+        subprocess.run(["date", "-s", "+30 seconds"], check=True, capture_output=True)
+        try:
+            state = subprocess.run([sys.executable, "-c", check, repr(worker.tags("/log"))], capture_output=True, text=True).stdout
+        finally:
+            subprocess.run(["date", "-s", "-30 seconds"], check=True, capture_output=True)
+        process.kill()
+    assert state.strip() == "running"
+
+
+def test_a_worker_from_before_a_reboot_is_gone() -> None:
+    worker = WorkerProcess.current()
+    assert dataclasses.replace(worker, boot="an-earlier-boot").state() == "gone"
+
+
 def test_a_worker_on_another_host_is_not_judged_from_here() -> None:
-    assert WorkerProcess("elsewhere.example", 1, 0.0).state() == "elsewhere"
+    assert WorkerProcess("elsewhere.example", "boot", 1, 0).state() == "elsewhere"
+
+
+_PID_ONE = """
+import os, sys, time
+from dagster_slurm_launcher.launcher.process import reap, spawn_detached
+code = "import sys; sys.stdin.read(); from dagster_slurm_launcher.launcher.process import detach; detach()"
+assert os.getpid() == 1
+pids = [spawn_detached([sys.executable, "-c", code], b"orders", sys.argv[1], None, os.environ).pid for _ in range(3)]
+time.sleep(2)  # the workers have exited: reparented to us, PID 1, they are zombies until reaped
+zombies = lambda: [p for p in pids if open(f"/proc/{p}/stat").read().split(") ")[1][0] == "Z"]
+assert len(zombies()) == 3, zombies()
+assert reap(pids) == []
+assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+print("reaped")
+"""
+
+
+def test_a_launcher_that_is_pid_1_reaps_its_finished_workers(tmp_path: Path) -> None:
+    # A daemon as a container's init: detached workers are reparented to it.
+    result = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", _PID_ONE, str(tmp_path / "w.log")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.stdout.strip() == "reaped", result.stderr
+
+
+def test_a_run_workers_log_is_private_and_never_written_through_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "run.log").symlink_to(target)
+    with pytest.raises(OSError):
+        open_log(str(tmp_path / "run.log"))
+    os.close(open_log(str(tmp_path / "new.log")))
+    assert (tmp_path / "new.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_old_run_worker_logs_are_pruned(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.log", tmp_path / "new.log"
+    old.write_text("")
+    new.write_text("")
+    os.utime(old, (time.time() - 40 * 86400,) * 2)
+    prune_logs(str(tmp_path), retention_days=30)
+    assert not old.exists() and new.exists()
 
 
 def test_jobs_that_name_no_executor_get_the_slurm_executor_in_the_run_worker(monkeypatch) -> None:  # noqa: ANN001

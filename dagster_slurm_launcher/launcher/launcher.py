@@ -5,7 +5,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import DagsterInstance, Field, Shape, StringSource
+from dagster import DagsterInstance, Field, Float, Shape, StringSource
 from dagster._core.definitions.metadata import MetadataValue
 from dagster._core.events import DagsterEventType, EngineEventData
 from dagster._core.launcher import (
@@ -20,7 +20,7 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from dagster_slurm_launcher.connect import Cluster, connect
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
-from dagster_slurm_launcher.launcher.process import LOG_TAG, WorkerProcess, spawn_detached
+from dagster_slurm_launcher.launcher.process import LOG_TAG, WorkerProcess, prune_logs, reap, spawn_detached
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
 from dagster_slurm_launcher.slurm import JobInfo
@@ -47,11 +47,13 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     """
 
     def __init__(self, executor: Mapping[str, Any] | None = None, log_dir: str | None = None,
-                 inst_data: ConfigurableClassData | None = None) -> None:
+                 log_retention_days: float = 30.0, inst_data: ConfigurableClassData | None = None) -> None:
         self._inst_data = inst_data
         self._executor_config = dict(executor or {})
         self._log_dir = log_dir
+        self._log_retention_days = log_retention_days
         self._connected: Cluster | None = None
+        self._spawned: list[int] = []
         super().__init__()
 
     @property
@@ -69,6 +71,10 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
             "log_dir": Field(
                 StringSource, is_required=False,
                 description="Where run workers' logs go (default: run-workers/ under the instance directory).",
+            ),
+            "log_retention_days": Field(
+                Float, is_required=False, default_value=30.0,
+                description="Run workers' logs older than this are removed when a run is launched.",
             ),
         }
 
@@ -92,8 +98,10 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         origin = run.job_code_origin
         if origin is None:
             raise ValueError(f"run {run.run_id} has no code origin: it was not launched from a code location")
+        self._spawned = reap(self._spawned)
         log_dir = self._log_dir or os.path.join(self._instance.root_directory, "run-workers")
         os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        prune_logs(log_dir, self._log_retention_days)
         log_path = os.path.join(log_dir, f"{run.run_id}.log")
         worker = spawn_detached(
             [origin.executable_path, "-m", "dagster_slurm_launcher.launcher.run_worker"],
@@ -102,6 +110,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
             cwd=origin.repository_origin.code_pointer.working_directory,
             env=os.environ,
         )
+        self._spawned.append(worker.pid)
         # Recorded before returning: run monitoring must never judge a resumed run by the tags
         # of the worker that died (the new worker records the same tags when it starts).
         tags = worker.tags(log_path)
@@ -120,6 +129,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        self._spawned = reap(self._spawned)
         worker = WorkerProcess.from_tags(run.tags)
         if worker is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no run worker tags: its launch did not finish")
@@ -162,17 +172,21 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         if run is None or run.is_finished:
             return False
         self._instance.report_run_canceling(run)
-        jobs = [info.job_id for info in self._slurm_jobs(run) if not info.is_terminal]
-        if jobs:
-            self._cluster().client.cancel(jobs)
-            self._instance.report_engine_event(
-                f"Cancelled Slurm jobs {', '.join(jobs)}", run,
-                EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}), cls=self.__class__,
-            )
         worker = WorkerProcess.from_tags(run.tags)
-        # The worker, seeing the run CANCELING, reports it CANCELED; without one, nobody else will.
-        if worker is None or not worker.signal(signal.SIGTERM):
-            self._instance.report_run_canceled(run, message="Run terminated; its run worker was not running.")
+        # The worker first, so that it submits nothing more, whatever becomes of the scancel.
+        # It sees the run CANCELING and reports it CANCELED; without one, nobody else will.
+        signalled = worker is not None and worker.signal(signal.SIGTERM)
+        try:
+            jobs = [info.job_id for info in self._slurm_jobs(run) if not info.is_terminal]
+            if jobs:
+                self._cluster().client.cancel(jobs)
+                self._instance.report_engine_event(
+                    f"Cancelled Slurm jobs {', '.join(jobs)}", run,
+                    EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}), cls=self.__class__,
+                )
+        finally:
+            if not signalled:
+                self._instance.report_run_canceled(run, message="Run terminated; its run worker was not running.")
         return True
 
     def _slurm_jobs(self, run: DagsterRun) -> list[JobInfo]:

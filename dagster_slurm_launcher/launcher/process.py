@@ -1,26 +1,45 @@
 """Run worker processes: started detached from whoever launched them, and found again.
 
 A run worker must outlive the daemon or webserver that started it (a deploy restarts those),
-so it is double-forked into its own session and reparented to init. It is identified by host,
-pid and start time: a pid alone may have been reused by an unrelated process.
+so it is double-forked into its own session and reparented to init, and, under systemd, put
+in a scope of its own (a service's processes all die with it otherwise). It is identified by
+host, boot and the kernel's record of when it started: a pid alone may have been reused by an
+unrelated process, and a wall-clock start time moves when the clock is stepped.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import psutil
-
-# psutil rounds creation times; a restarted process with a reused pid differs by far more.
-_START_TIME_TOLERANCE = 1.0
+from functools import cache
+from pathlib import Path
 
 HOST_TAG = "dagster-slurm/run-worker-host"
 PID_TAG = "dagster-slurm/run-worker-pid"
-START_TAG = "dagster-slurm/run-worker-start-time"
+START_TAG = "dagster-slurm/run-worker-start"
 LOG_TAG = "dagster-slurm/run-worker-log"
+
+LAUNCH_TIMEOUT_SECONDS = 120
+
+
+def boot_id() -> str:
+    """This boot of this machine's kernel: process start ticks count from it."""
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start ticks since boot)`` of ``pid`` from ``/proc/<pid>/stat``, or ``None``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields follow the last ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
 
 
 @dataclass(frozen=True)
@@ -28,35 +47,47 @@ class WorkerProcess:
     """Where a run worker runs: enough to tell whether it is still that same process."""
 
     host: str
+    boot: str
     pid: int
-    start_time: float
+    start_ticks: int
+
+    @classmethod
+    def of(cls, pid: int) -> "WorkerProcess | None":
+        """The process ``pid`` of this host, if it is alive."""
+        stat = _stat(pid)
+        return None if stat is None else cls(socket.gethostname(), boot_id(), pid, stat[1])
 
     @classmethod
     def current(cls) -> "WorkerProcess":
-        return cls(socket.gethostname(), os.getpid(), psutil.Process().create_time())
+        worker = cls.of(os.getpid())
+        assert worker is not None
+        return worker
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> "WorkerProcess | None":
         """The run worker a run's tags name, if any."""
         if PID_TAG not in tags:
             return None
-        return cls(host=tags[HOST_TAG], pid=int(tags[PID_TAG]), start_time=float(tags[START_TAG]))
+        boot, _, ticks = tags[START_TAG].rpartition("/")
+        return cls(host=tags[HOST_TAG], boot=boot, pid=int(tags[PID_TAG]), start_ticks=int(ticks))
 
     def tags(self, log_path: str) -> dict[str, str]:
         """Run tags that say where this worker runs and logs."""
-        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: f"{self.start_time:.3f}", LOG_TAG: log_path}
+        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: f"{self.boot}/{self.start_ticks}", LOG_TAG: log_path}
 
     def state(self) -> str:
         """``running``, ``gone``, or ``elsewhere`` (on another host: cannot be checked from here)."""
         if self.host != socket.gethostname():
             return "elsewhere"
-        try:
-            process = psutil.Process(self.pid)
-            alive = process.status() != psutil.STATUS_ZOMBIE
-            same = abs(process.create_time() - self.start_time) <= _START_TIME_TOLERANCE
-        except psutil.NoSuchProcess:
+        if self.boot != boot_id():
+            return "gone"  # the host rebooted
+        stat = _stat(self.pid)
+        if stat is None or stat[1] != self.start_ticks:
             return "gone"
-        return "running" if alive and same else "gone"
+        if stat[0] == "Z":
+            reap([self.pid])
+            return "gone"
+        return "running"
 
     def signal(self, signum: int) -> bool:
         """Send ``signum`` if this is still the same process on this host; whether it was sent."""
@@ -69,25 +100,86 @@ class WorkerProcess:
         return True
 
 
+def reap(pids: Sequence[int]) -> list[int]:
+    """Collect the exit status of those of ``pids`` that are this process's finished children;
+    the pids still to watch.
+
+    A detached worker is reparented to init. In a container whose init *is* the Dagster daemon
+    or webserver, the worker becomes its child, and stays a zombie until it is reaped.
+    """
+    left = []
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue  # not our child: init reaps it
+        if not done:
+            left.append(pid)
+    return left
+
+
+def open_log(path: str) -> int:
+    """Open a run worker's log for appending: 0600 from creation, never through a symlink (the
+    log directory may be shared, and the log holds what the run prints)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def prune_logs(log_dir: str, retention_days: float) -> None:
+    """Remove run workers' logs older than ``retention_days``."""
+    cutoff = time.time() - retention_days * 86400
+    for entry in os.scandir(log_dir):
+        if entry.name.endswith(".log") and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+            os.unlink(entry.path)
+
+
+@cache
+def _scope_prefix() -> tuple[str, ...]:
+    """``systemd-run --scope`` where systemd manages this host and lets us create a scope.
+
+    A daemon started by systemd lives in its service's cgroup, and stopping or restarting the
+    service kills every process in it, detached or not; a scope of its own keeps the worker out.
+    """
+    if not os.path.isdir("/run/systemd/system") or shutil.which("systemd-run") is None:
+        return ()
+    for prefix in (("systemd-run", "--scope", "--quiet", "--collect"), ("systemd-run", "--user", "--scope", "--quiet", "--collect")):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0:
+                return prefix
+        except subprocess.TimeoutExpired:
+            pass
+    return ()
+
+
 def spawn_detached(argv: Sequence[str], stdin: bytes, log_path: str, cwd: str | None, env: Mapping[str, str]) -> WorkerProcess:
     """Start ``argv`` detached (own session, reparented to init), feeding it ``stdin``.
 
     The command must follow :func:`detach`'s protocol: read its stdin, then call ``detach``,
     which prints the detached process's pid.
     """
-    with open(log_path, "ab", buffering=0) as log:
-        os.chmod(log_path, 0o600)
+    log = open_log(log_path)
+    try:
         process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=cwd, env=dict(env),
-            start_new_session=True,
+            [*_scope_prefix(), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=cwd,
+            env=dict(env), start_new_session=True,
         )
-        out, _ = process.communicate(stdin, timeout=120)
+    finally:
+        os.close(log)
+    try:
+        out, _ = process.communicate(stdin, timeout=LAUNCH_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        # It never detached: kill it, so that no worker the launcher gave up on runs the run.
+        process.kill()
+        process.wait()
+        raise RuntimeError(
+            f"the run worker did not start within {LAUNCH_TIMEOUT_SECONDS}s and was killed; its log is {log_path}"
+        ) from None
     if process.returncode == 0 and out.strip().isdigit():
-        pid = int(out)
-        try:
-            return WorkerProcess(host=socket.gethostname(), pid=pid, start_time=psutil.Process(pid).create_time())
-        except psutil.NoSuchProcess:
-            pass  # it printed its pid and exited at once: its log says why
+        worker = WorkerProcess.of(int(out))
+        if worker is not None:
+            return worker
+        # it printed its pid and exited at once: its log says why
     with open(log_path, "rb") as f:
         tail = f.read()[-2000:].decode(errors="replace")
     raise RuntimeError(f"the run worker did not start (exit code {process.returncode}); its log {log_path} ends:\n{tail}")
