@@ -101,7 +101,6 @@ def test_the_connection_comes_back_after_sshd_restarts(ssh: SSHTransport) -> Non
     assert ssh.run("true").ok
     # sshd is down for 3 s and every established session is dropped, as in a login node reboot.
     restarting = lab.restart_in_background("sshd", down_for=3)
-    time.sleep(1)
     result = ssh.run("echo back")
     restarting.join()
     assert result.stdout == "back\n"
@@ -146,14 +145,20 @@ def sshd_drops() -> int:
 
 def test_a_burst_of_logins_from_many_hosts_is_retried_past_max_startups(tmp_path: Path) -> None:
     # 40 workers on 40 different hosts (separate login locks) connect at once; sshd's default
-    # MaxStartups (10:30:100) drops some before they authenticate, and they come back later.
-    transports = [SSHTransport(lab.settings(ssh_control_dir=tmp_path / f"host{i}")) for i in range(40)]
+    # MaxStartups (10:30:100) drops some at random before they authenticate, and they come back
+    # later. A burst in which sshd happened to drop none proves nothing: burst again (bounded).
     drops = sshd_drops()
-    with ThreadPoolExecutor(max_workers=40) as pool:
-        results = list(pool.map(lambda t: t.run("echo ok").stdout, transports))
-    assert results == ["ok\n"] * 40
-    assert sum(t.connections_opened for t in transports) == 40
-    print(f"sshd dropped {sshd_drops() - drops} of 40 simultaneous logins")
+    for burst in range(5):
+        transports = [SSHTransport(lab.settings(ssh_control_dir=tmp_path / f"{burst}-host{i}")) for i in range(40)]
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            results = list(pool.map(lambda t: t.run("echo ok").stdout, transports))
+        assert results == ["ok\n"] * 40
+        assert sum(t.connections_opened for t in transports) == 40
+        for t in transports:
+            t.close()
+        if sshd_drops() > drops:
+            break
+    assert sshd_drops() > drops, "sshd dropped no login in 5 bursts of 40: the test showed no retry"
 
 
 def test_workers_on_one_host_take_turns_logging_in(tmp_path: Path) -> None:
