@@ -1,8 +1,13 @@
-"""A 100-step fan-out of trivial steps: one root, 99 leaves that depend on it."""
+"""A fan-out of trivial steps: one root, STEPS - 1 leaves that depend on it.
+
+bench/fanout.py copies this file with STEPS set to the count it was asked for.
+"""
 
 from dagster import In, Nothing, Out, job, op
 
 from dagster_slurm_launcher import slurm_executor
+
+STEPS = 100
 
 
 @op(out=Out(Nothing))
@@ -11,14 +16,14 @@ def root() -> None:
 
 
 def _leaf(i: int):  # noqa: ANN202
-    @op(name=f"leaf_{i:02d}", ins={"start": In(Nothing)})
+    @op(name=f"leaf_{i:04d}", ins={"start": In(Nothing)})
     def leaf() -> None:
         pass
 
     return leaf
 
 
-LEAVES = [_leaf(i) for i in range(99)]
+LEAVES = [_leaf(i) for i in range(STEPS - 1)]
 
 
 @job(executor_def=slurm_executor.configured({"poll_interval": 1.0}))
