@@ -18,13 +18,17 @@ class Cluster:
     base_dir: str
 
 
-def connect(config: Mapping[str, Any]) -> Cluster:
-    """Connect as ``config`` (the executor's schema) says; unset keys come from the environment."""
+def settings_from(config: Mapping[str, Any]) -> SlurmSettings:
+    """The settings ``config`` (the executor's schema) gives; unset keys come from the environment."""
     overrides = {k: v for k, v in (config.get("connection") or {}).items() if v is not None}
     for key in ("python", "remote_base_dir", "poll_interval", "journal_grace"):
         if config.get(key) is not None:
             overrides[key] = config[key]
-    settings = load_settings(**overrides)
+    return load_settings(**overrides)
+
+
+def connect(settings: SlurmSettings) -> Cluster:
+    """Connect as ``settings`` say."""
     client = SlurmClient(make_transport(settings), retry_timeout=settings.reconnect_timeout)
     base_dir = settings.remote_base_dir
     if not base_dir.startswith("/"):

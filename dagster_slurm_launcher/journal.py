@@ -6,15 +6,15 @@ line a worker writes, whether the step finished or Slurm stopped it, is ``END``:
 has seen it has everything, however late a caching shared filesystem showed it.
 
 Serialized entries are ASCII JSON (Dagster's serdes), so a record never contains a newline.
-Only complete lines count. A line that cannot be read (cut short by SIGKILL or an out-of-memory
-kill, or a run of NUL bytes where NFS has not yet shown the data) is waited on while it is the
-last one, and skipped once good lines follow it.
+Only complete lines count. NUL bytes are data that NFS has not shown yet: reading stops there
+until they are filled in. A line that is damaged otherwise (a record cut short by SIGKILL or an
+out-of-memory kill, then ended by the next writer) is waited on while it is the last one, and
+skipped once good lines follow it.
 """
 
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO
 
 from dagster import DagsterEventType
 from dagster._core.events.log import EventLogEntry
@@ -28,39 +28,46 @@ OUTCOMES = frozenset(
 
 
 class JournalWriter:
-    """Appends events to a journal file, each durable before :meth:`append` returns."""
+    """Appends events to a journal file, each durable before :meth:`append` returns.
+
+    Lines are written unbuffered (one ``write`` each), so that :meth:`end` may be called from a
+    signal handler that interrupted an append.
+    """
 
     def __init__(self, path: str) -> None:
-        self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115 - closed in close()
-        os.fchmod(self._file.fileno(), 0o600)
-        self._seq = _drop_unfinished_line(self._file)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(self._fd, 0o600)
+        self._seq = _start_on_a_new_line(self._fd)
+        self._at_line_start = True
 
     def append(self, entry: EventLogEntry) -> None:
         self._seq += 1
         self._write(f"{self._seq} {serialize_value(entry)}\n".encode("ascii"))
 
     def end(self) -> None:
-        """Say that this worker writes nothing more."""
-        self._write(END + b"\n")
+        """Say that this worker writes nothing more (after an interrupted line, on a line of its own)."""
+        self._write((b"" if self._at_line_start else b"\n") + END + b"\n")
 
     def _write(self, line: bytes) -> None:
-        self._file.write(line)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._at_line_start = False
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+        self._at_line_start = True
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
-def _drop_unfinished_line(file: IO[bytes]) -> int:
+def _start_on_a_new_line(fd: int) -> int:
     """Cut a line a killed predecessor left unfinished (a requeued job appends to its journal),
     so that the next record starts on a line of its own; the last sequence number written."""
-    file.seek(0)
-    data = file.read()
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0)
     complete = data[: data.rfind(b"\n") + 1]
     if len(complete) < len(data):
-        file.truncate(len(complete))
-    file.seek(0, os.SEEK_END)
+        os.ftruncate(fd, len(complete))
     return max((r.seq for r in parse_records(complete, final=True).records), default=0)
 
 
@@ -76,7 +83,7 @@ class ParsedJournal:
     consumed: int
     """Bytes of the chunk that need not be read again (complete lines, and bad ones skipped)."""
     ended: bool
-    """The worker's ``END`` line was read."""
+    """The last line read is the worker's ``END`` (a requeued job's worker writes after it)."""
     skipped: int
     """Lines that could not be read and were passed over."""
 
@@ -84,21 +91,24 @@ class ParsedJournal:
 def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
     """The records of ``chunk``, a part of a journal that starts at a line boundary.
 
-    A bad line is skipped when a good line follows it, or when ``final`` (nothing more will
-    become visible); otherwise reading stops before it, to read it again later.
+    Reading stops at NUL bytes, and before damaged lines that no good line follows, to read
+    them again later; unless ``final`` (nothing more will become visible), when they are skipped.
     """
     records: list[JournalRecord] = []
     consumed = skipped = 0
     ended = False
-    bad = 0  # bad lines since the last good one
+    bad = 0  # damaged lines since the last good one
     pos = 0
     for line in _complete_lines(chunk):
+        if b"\0" in line and not final:
+            break
         pos += len(line)
         body = line[:-1]
         if body == END:
             ended = True
         elif (record := _parse_line(body)) is not None:
             records.append(record)
+            ended = False
         else:
             bad += 1
             continue
@@ -115,7 +125,7 @@ def _complete_lines(chunk: bytes) -> Iterable[bytes]:
 
 def _parse_line(body: bytes) -> JournalRecord | None:
     seq, _, payload = body.partition(b" ")
-    if b"\0" in body or not seq.isdigit():
+    if not seq.isdigit():
         return None
     try:
         return JournalRecord(int(seq), deserialize_value(payload.decode("ascii"), EventLogEntry))

@@ -29,8 +29,7 @@ from dagster._serdes import deserialize_value
 from dagster._utils import interrupts
 
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
-
-PAYLOAD_FILE = "step.json"
+from dagster_slurm_launcher.naming import PAYLOAD_FILE
 
 
 class JournalingEventLogStorage(InMemoryEventLogStorage):

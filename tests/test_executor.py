@@ -176,8 +176,11 @@ def test_a_bad_sbatch_tag_is_refused_before_anything_is_submitted(code_dir: Path
     assert "'output' is set by the executor" in str(failure.dagster_event.event_specific_data.error)
 
 
-def test_an_abbreviated_option_the_executor_owns_is_refused(code_dir: Path, instance: DagsterInstance) -> None:
+def test_an_abbreviated_option_the_executor_owns_is_refused(
+    code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # sbatch reads `--job-n=x` as --job-name=x: the step's job could not be found again.
+    monkeypatch.setenv("DAGSTER_SLURM_TRUST_RUN_CONFIG", "true")
     config = {"execution": {"config": {"sbatch_options": {"job_n": "renamed"}}}}
     result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config, raise_on_error=False)
     assert not result.success
@@ -196,6 +199,16 @@ def test_run_config_that_would_run_commands_on_the_cluster_is_refused_unless_tru
     assert lab.slurm_jobs_of_run(result.run_id) == []
     error = str(events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0].dagster_event.event_specific_data.error)
     assert "sets executor config 'setup', 'python'" in error and "DAGSTER_SLURM_TRUST_RUN_CONFIG=true" in error
+
+
+def test_run_config_may_set_sbatch_options_where_the_deployment_trusts_it(
+    code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_SLURM_TRUST_RUN_CONFIG", "true")
+    monkeypatch.setenv("HOSTILE_ENV", "trusted")
+    config = {"execution": {"config": {"poll_interval": 1.0, "env_vars": ["HOSTILE_ENV"], "sbatch_options": {"comment": "per run"}}}}
+    result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config)
+    assert result.success and "HOSTILE_ENV=trusted" in messages(instance, result.run_id)
 
 
 def test_an_unknown_executor_config_key_is_a_dagster_config_error(code_dir: Path, instance: DagsterInstance) -> None:

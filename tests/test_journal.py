@@ -57,18 +57,56 @@ def test_a_damaged_line_is_waited_on_while_last_and_skipped_once_good_lines_foll
     path = tmp_path / "events.jsonl"
     write(path, "before")
     good = path.read_bytes()
-    hole = b"\0" * 40 + b"\n"  # what NFS shows where the data has not arrived yet
-    waiting = parse_records(good + hole)
+    cut = b'2 {"__class__": "EventLo\n'  # a record cut short, ended by the next writer
+    waiting = parse_records(good + cut)
     assert [r.entry.user_message for r in waiting.records] == ["before"]
     assert waiting.consumed == len(good) and waiting.skipped == 0
     write(path, "after")
     after = path.read_bytes()[len(good):]
-    skipped = parse_records(good + hole + after)
+    skipped = parse_records(good + cut + after)
     assert [r.entry.user_message for r in skipped.records] == ["before", "after"]
-    assert skipped.skipped == 1 and skipped.consumed == len(good + hole + after)
+    assert skipped.skipped == 1 and skipped.consumed == len(good + cut + after)
     # Once nothing more can show up (the job ended, the grace period passed), a bad tail is passed over.
-    final = parse_records(good + b"7 {not json}\n", final=True)
-    assert final.skipped == 1 and final.consumed == len(good) + len(b"7 {not json}\n")
+    final = parse_records(good + cut, final=True)
+    assert final.skipped == 1 and final.consumed == len(good + cut)
+
+
+def test_nul_bytes_are_data_not_shown_yet_and_are_waited_on(tmp_path: Path) -> None:
+    # NFS can show a file's new size before its data: the missing bytes read as NUL.
+    path = tmp_path / "events.jsonl"
+    write(path, "one", "two", "three", end=True)
+    data = path.read_bytes()
+    first = data.index(b"\n") + 1
+    hole = data[:first] + b"\0" * (len(data) - first - 20) + data[-20:]
+    seen = parse_records(hole)
+    assert [r.entry.user_message for r in seen.records] == ["one"] and not seen.ended
+    assert seen.consumed == first
+    later = parse_records(data[seen.consumed :])
+    assert [r.entry.user_message for r in later.records] == ["two", "three"] and later.ended
+
+
+def test_end_counts_only_as_the_last_line(tmp_path: Path) -> None:
+    # A requeued job's worker writes after its predecessor's END.
+    path = tmp_path / "events.jsonl"
+    write(path, "first attempt", end=True)
+    assert parse_records(path.read_bytes()).ended
+    write(path, "second attempt")
+    parsed = parse_records(path.read_bytes())
+    assert not parsed.ended and [r.seq for r in parsed.records] == [1, 2]
+
+
+def test_end_after_an_interrupted_record_stands_on_its_own_line(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "events.jsonl"
+    writer = JournalWriter(str(path))
+    writer.append(entry("whole"))
+    os.write(writer._fd, b'2 {"__class__": "Ev')  # what a signal between two writes leaves
+    writer._at_line_start = False
+    writer.end()
+    writer.close()
+    parsed = parse_records(path.read_bytes(), final=True)
+    assert [r.entry.user_message for r in parsed.records] == ["whole"] and parsed.ended and parsed.skipped == 1
 
 
 def test_many_files_are_read_from_their_offsets_in_one_command(tmp_path: Path) -> None:

@@ -66,11 +66,11 @@ def test_a_worker_is_still_itself_after_the_wall_clock_steps() -> None:
     with subprocess.Popen(["sleep", "60"]) as process:
         worker = WorkerProcess.of(process.pid)
         assert worker is not None
-        subprocess.run(["date", "-s", "+30 seconds"], check=True, capture_output=True)
+        subprocess.run(["date", "-s", "+5 seconds"], check=True, capture_output=True)
         try:
             state = subprocess.run([sys.executable, "-c", check, repr(worker.tags("/log"))], capture_output=True, text=True).stdout
         finally:
-            subprocess.run(["date", "-s", "-30 seconds"], check=True, capture_output=True)
+            subprocess.run(["date", "-s", "-5 seconds"], check=True, capture_output=True)
         process.kill()
     assert state.strip() == "running"
 

@@ -55,12 +55,20 @@ def test_concurrent_commands_beyond_max_sessions_queue_instead_of_failing(ssh: S
     assert all(r.ok for r in results) and ssh.connections_opened == 1
 
 
-def test_written_files_are_private(ssh: SSHTransport) -> None:
+def test_a_step_folder_is_written_private_in_one_command(ssh: SSHTransport) -> None:
+    from dagster_slurm_launcher.executor.script import write_step_folder
+
     base = f"{lab.settings().remote_base_dir}/tests/private-{os.getpid()}"
-    ssh.write_file(f"{base}/sub/secret.txt", b"token")
+    recorder = lab.RecordingTransport(ssh)
+    payload = b'{"args": "' + b"x" * 200_000 + b'"}'  # larger than any pipe buffer
+    write_step_folder(recorder, f"{base}/step", payload, b'{"meta": 1}', b"export A='b c'\n")
     try:
-        listing = ssh.run(f"stat -c '%a %n' {base}/sub {base}/sub/secret.txt; cat {base}/sub/secret.txt").stdout
-        assert listing.splitlines() == [f"700 {base}/sub", f"600 {base}/sub/secret.txt", "token"]
+        assert len(recorder.commands) == 1
+        listing = ssh.run(f"cd {base}/step && stat -c '%a %n' . * && cat env meta.json && wc -c < step.json").stdout
+        assert listing.splitlines() == [
+            "700 .", "600 env", "600 events.jsonl", "600 meta.json", "600 stderr", "600 stdout", "600 step.json",
+            "export A='b c'", '{"meta": 1}' + str(len(payload)),
+        ]
     finally:
         ssh.run(f"rm -rf {base}")
 

@@ -11,14 +11,14 @@ from dagster import Array, Bool, Field, Float, Int, IntSource, Noneable, Permiss
 from dagster._core.execution.retries import get_retries_config
 
 from dagster_slurm_launcher.settings import ENV_PREFIX
-from dagster_slurm_launcher.slurm.client import OptionValue, sbatch_arguments
+from dagster_slurm_launcher.slurm.client import OptionValue, owned_option, sbatch_arguments
 
 SBATCH_TAG = "dagster-slurm/sbatch"
 """Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""
 
 # Options the executor sets itself: a step's identity, where its files go, and what of the
 # run worker's environment reaches the job (nothing: secrets stay on the Dagster host).
-EXECUTOR_OWNED = ("job-name", "output", "error", "chdir", "parsable", "wrap", "export")
+EXECUTOR_OWNED = ("job-name", "output", "error", "chdir", "parsable", "wrap", "export", "export-file")
 # A job that Slurm requeues runs its script again; a step is computed once (see the worker).
 # Sites that want requeue on preemption set `requeue: true`.
 DEFAULT_OPTIONS: dict[str, OptionValue] = {"no-requeue": True}
@@ -126,10 +126,9 @@ def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
     for key, value in options.items():
         if not isinstance(value, (str, int, float, bool)) and value is not None:
             raise SlurmConfigError(f"{where}: sbatch option {key!r} must be a string, number or boolean; got {value!r}")
-        owned = [o for o in EXECUTOR_OWNED if o.startswith(key.replace("_", "-"))]
+        owned = owned_option(key, EXECUTOR_OWNED)
         if owned:
-            # sbatch takes any unambiguous prefix of a long option: `job_n` is --job-name.
-            what = "" if key.replace("_", "-") in owned else f" (sbatch reads it as --{owned[0]})"
+            what = "" if key.replace("_", "-") == owned else f" (sbatch reads it as --{owned})"
             raise SlurmConfigError(
                 f"{where}: sbatch option {key!r}{what} is set by the executor (job names identify steps; output "
                 "goes to the step's folder; the job's environment is the cluster user's plus env_vars); remove it"
@@ -141,8 +140,10 @@ def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
     return dict(options)
 
 
-# Executor config that runs commands on the cluster (or sends the connection elsewhere).
-SHELL_KEYS = ("setup", "python", "env_vars", "connection")
+# Executor config that runs commands on the cluster as its user: shell lines, an executable, the
+# run worker's environment, another host to connect to, a run folder whose files the step
+# sources and unpickles, any sbatch option (containers, burst-buffer scripts).
+SHELL_KEYS = ("setup", "python", "env_vars", "connection", "remote_base_dir", "sbatch_options")
 
 
 def refuse_shell_from_run_config(config: Mapping[str, Any], trusted: bool) -> None:

@@ -19,9 +19,8 @@ from dagster_slurm_launcher.executor.config import (
     step_environment,
 )
 from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
-from dagster_slurm_launcher.connect import connect
+from dagster_slurm_launcher.connect import connect, settings_from
 from dagster_slurm_launcher.logs import get_logger
-from dagster_slurm_launcher.settings import load_settings
 from dagster_slurm_launcher.slurm import SlurmError
 from dagster_slurm_launcher.transport import TransportError
 
@@ -89,10 +88,10 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
             )
     """
     config = init_context.executor_config
+    settings = settings_from(config)
     if init_context.executor_def is slurm_executor:  # unconfigured: its config is the run's
-        refuse_shell_from_run_config(config, trusted=load_settings().trust_run_config)
-    cluster = connect(config)
-    settings = cluster.settings
+        refuse_shell_from_run_config(config, trusted=settings.trust_run_config)
+    cluster = connect(settings)
     handler = SlurmStepHandler(
         client=cluster.client,
         resources=StepResources.from_config(config),

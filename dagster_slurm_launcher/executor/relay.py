@@ -58,8 +58,6 @@ class TrackedStep:
     """When the relay first saw the job ended (``time.monotonic()``)."""
     journal_ended: bool = False
     """The worker's last line (``END``) was read."""
-    lost: bool = False
-    """Given up on (unknown to Slurm too long): its job was cancelled, nothing more is relayed."""
     outputs: set[StepOutputHandle] = field(default_factory=set)
     """The step's outputs its journal reported (where an adopted step's outputs come from)."""
 
@@ -110,8 +108,11 @@ class Relay:
 
     def give_up(self, step: TrackedStep) -> None:
         """Stop relaying ``step``: cancel its job (it may still run) and ignore anything it writes."""
-        step.lost = step.drained = True
-        self._client.cancel([step.job.job_id])
+        step.drained = True
+        try:
+            self._client.cancel([step.job.job_id])
+        except (SlurmError, TransportError) as exc:
+            log.warning("could not cancel a lost step's job", job_id=step.job.job_id, error=str(exc))
 
     def poll(self) -> None:
         self._last_poll = time.monotonic()
@@ -181,7 +182,8 @@ class Relay:
     def _relay_records(self, step: TrackedStep, data: bytes, final: bool) -> None:
         parsed = parse_records(data, final=final)
         step.journal_offset += parsed.consumed
-        step.journal_ended = step.journal_ended or parsed.ended
+        if parsed.consumed:  # END counts only as the last line: a requeued job writes after it
+            step.journal_ended = parsed.ended
         if parsed.skipped:
             log.warning("skipped damaged journal lines", step_key=step.step_key, lines=parsed.skipped, journal=step.journal)
         for record in parsed.records:

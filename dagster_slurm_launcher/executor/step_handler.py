@@ -39,6 +39,7 @@ from dagster_slurm_launcher.executor.script import render_env_file, render_scrip
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.settings import ENV_PREFIX
+from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
@@ -46,6 +47,7 @@ from dagster_slurm_launcher.slurm import (
     JobInfo,
     JobState,
     SlurmClient,
+    SlurmError,
     SubmissionUncertain,
     SubmittedJob,
 )
@@ -56,6 +58,8 @@ log = get_logger(__name__)
 
 # Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
 CLAIMS_DIR = "claims"
+# Submissions of one step that lost a race or their answer, before the step fails.
+_SUBMIT_ATTEMPTS = 3
 
 
 class SlurmStepHandler(StepHandler):
@@ -164,19 +168,9 @@ class SlurmStepHandler(StepHandler):
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, "export": "NONE"})
         known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
         claim = Claim(f"{lineage_folder(self._base_dir, root_run_id)}/{CLAIMS_DIR}", frozenset(known))
-        try:
-            job = self._client.submit(script, name, options, claim=claim)
-        except AlreadySubmitted as claimed:
-            # Another worker submitted this step since the look-up: that job is the step's,
-            # unless it has already ended without an outcome to take.
-            if self._adopt(step_handler_context, step_key, self._lineage_jobs(step_handler_context, name), take_failures=True):
-                return
-            claim = Claim(claim.directory, claim.known | {claimed.job_id})
-            job = self._client.submit(script, name, options, claim=claim)
-        except SubmissionUncertain as uncertain:
-            job = self._find_uncertain_submission(step_handler_context, name, folder, uncertain)
-            if job is None:  # sbatch never got through; the claim still guards against a twin
-                job = self._client.submit(script, name, options, claim=claim)
+        job = self._submit(step_handler_context, step_key, script, options, claim, folder)
+        if job is None:
+            return  # another worker's job for this step was adopted
         self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
         yield DagsterEvent.step_worker_starting(
             step_context,
@@ -242,6 +236,29 @@ class SlurmStepHandler(StepHandler):
                 EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
             )
         yield from ()
+
+    def _submit(
+        self, step_handler_context: StepHandlerContext, step_key: str, script: str,
+        options: dict[str, OptionValue], claim: Claim, folder: str,
+    ) -> SubmittedJob | None:
+        """Submit the step's job under ``claim``; ``None`` if another worker's job was adopted."""
+        name = job_name(_root(step_handler_context), step_key)
+        for _ in range(_SUBMIT_ATTEMPTS):
+            try:
+                return self._client.submit(script, name, options, claim=claim)
+            except AlreadySubmitted as claimed:
+                # Another worker submitted this step since the look-up: that job is the step's,
+                # unless it has already ended without an outcome to take.
+                if self._adopt(step_handler_context, step_key, self._lineage_jobs(step_handler_context, name), take_failures=True):
+                    return None
+                claim = Claim(claim.directory, claim.known | {claimed.job_id})
+            except SubmissionUncertain as uncertain:
+                job = self._find_uncertain_submission(step_handler_context, name, folder, uncertain)
+                if job is not None:
+                    return job
+                # sbatch never got through; submitting again under the claim cannot make a twin
+                # of a job the claim recorded.
+        raise SlurmError(f"could not submit step {step_key!r} as job {name!r} in {_SUBMIT_ATTEMPTS} attempts")
 
     def _find_uncertain_submission(
         self, step_handler_context: StepHandlerContext, name: str, folder: str, uncertain: SubmissionUncertain
@@ -309,7 +326,8 @@ class SlurmStepHandler(StepHandler):
         """The job's journal as far as it can be seen. For a job that ended less than the journal
         grace period ago, read until the worker's ``END`` line shows: on a caching shared
         filesystem its outcome may not be visible yet, and a step must not be run twice."""
-        recently = job.end_time is not None and (datetime.now(UTC) - job.end_time).total_seconds() < self._journal_grace
+        # squeue's record of a job that just ended has no end time: take it as recent.
+        recently = job.end_time is None or (datetime.now(UTC) - job.end_time).total_seconds() < self._journal_grace
         deadline = time.monotonic() + (self._journal_grace if recently else 0.0)
         while True:
             [read] = read_files(self._client.transport, [FileSlice(f"{folder}/{JOURNAL_FILE}")])

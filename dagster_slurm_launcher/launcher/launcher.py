@@ -18,7 +18,7 @@ from dagster._core.launcher import (
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
-from dagster_slurm_launcher.connect import Cluster, connect
+from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
 from dagster_slurm_launcher.launcher.process import LOG_TAG, WorkerProcess, prune_logs, reap, spawn_detached
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
@@ -204,7 +204,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     def _cluster(self) -> Cluster:
         # Connected on first use: launching runs needs no connection to the cluster.
         if self._connected is None:
-            self._connected = connect(self._executor_config)
+            self._connected = connect(settings_from(self._executor_config))
         return self._connected
 
     def dispose(self) -> None:

@@ -65,8 +65,9 @@ class WorkerProcess:
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> "WorkerProcess | None":
-        """The run worker a run's tags name, if any."""
-        if PID_TAG not in tags:
+        """The run worker a run's tags name, if any (``None`` also for a run launched by a version
+        that recorded no boot and start ticks: its worker cannot be told from a reused pid)."""
+        if PID_TAG not in tags or START_TAG not in tags:
             return None
         boot, _, ticks = tags[START_TAG].rpartition("/")
         return cls(host=tags[HOST_TAG], boot=boot, pid=int(tags[PID_TAG]), start_ticks=int(ticks))
@@ -130,8 +131,11 @@ def prune_logs(log_dir: str, retention_days: float) -> None:
     """Remove run workers' logs older than ``retention_days``."""
     cutoff = time.time() - retention_days * 86400
     for entry in os.scandir(log_dir):
-        if entry.name.endswith(".log") and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-            os.unlink(entry.path)
+        try:
+            if entry.name.endswith(".log") and entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass  # another launcher pruned it first
 
 
 @cache

@@ -76,6 +76,38 @@ class AlreadySubmitted(SlurmError):
         self.job_id = job_id
 
 
+# $1 the claims folder, $2 the job name, $3 the ids the submitter knows (space-separated), then
+# the sbatch command line. Prints "claimed <id>" if another submitter's job is the name's last
+# one, else sbatch's output. The lock is a directory: mkdir is atomic on every shared
+# filesystem, where flock may be local to one node (BeeGFS by default, Lustre `localflock`). A
+# lock older than 5 minutes by the filesystem's own clock (a submitter whose connection died)
+# is broken by renaming it, which only one waiter can do; a holder removes the lock only if it
+# still holds its token there, never a lock that replaced its own.
+_CLAIM = r"""
+dir=$1 name=$2 known=" $3 "; shift 3
+mkdir -p -m 0700 "$dir" || exit 1
+lock=$dir/$name.claim-lock token=$(hostname).$$.$RANDOM
+deadline=$((SECONDS + 420))
+until mkdir "$lock" 2>/dev/null; do
+    if [ ! -d "$lock" ]; then mkdir "$lock" && break || exit 1; fi  # quota, permissions: mkdir says
+    now=$dir/.now.$token
+    if touch "$now" 2>/dev/null; then
+        age=$(( $(stat -c %Y "$now") - $(stat -c %Y "$lock" 2>/dev/null || stat -c %Y "$now") ))
+        rm -f "$now"
+        if [ "$age" -gt 300 ] && mv "$lock" "$lock.stale.$token" 2>/dev/null; then rm -rf "$lock.stale.$token"; fi
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { echo "the claim lock $lock stayed taken for 7 minutes" >&2; exit 1; }
+    sleep 0.1
+done
+: >"$lock/$token"
+trap 'rm "$lock/$token" 2>/dev/null && rmdir "$lock"' EXIT
+c=$(cat "$dir/$name" 2>/dev/null)
+case "$known" in *" $c "*) ;; *) if [ -n "$c" ]; then echo "claimed $c"; exit 0; fi ;; esac
+out=$("$@") || exit $?
+printf '%s\n' "${out%%;*}" >"$dir/$name.new" && mv -f "$dir/$name.new" "$dir/$name" && echo "$out"
+"""
+
+
 @dataclass(frozen=True)
 class Claim:
     """Makes look-up-then-submit atomic among submitters sharing ``directory``.
@@ -83,30 +115,14 @@ class Claim:
     ``directory/<name>`` holds the id of the last job submitted under ``name``, written under an
     exclusive lock together with the submission. A submission goes ahead only if that id is one
     of ``known`` (the jobs the caller saw when it decided to submit) or there is none.
-
-    The lock is a directory made with ``mkdir``, which is atomic on every shared filesystem, even
-    where ``flock`` is local to one node (BeeGFS by default, Lustre mounted ``localflock``) and
-    so would not exclude a submitter on another login node. A lock left by a submitter whose
-    connection dropped is broken after ``STALE_LOCK_MINUTES``.
     """
 
     directory: str
     known: frozenset[str]
 
-    STALE_LOCK_MINUTES = 2
-
-    def wrap(self, name: str, sbatch: str) -> str:
-        path = shlex.quote(f"{self.directory}/{name}")
-        known = shlex.quote(" " + " ".join(sorted(self.known)) + " ")
-        return (
-            f"mkdir -p -m 0700 {shlex.quote(self.directory)} && lock={path}.lock && "
-            f"until mkdir \"$lock\" 2>/dev/null; do "
-            f"[ -n \"$(find \"$lock\" -maxdepth 0 -mmin +{self.STALE_LOCK_MINUTES} 2>/dev/null)\" ] && rmdir \"$lock\"; "
-            f"sleep 0.1; done && trap 'rmdir \"$lock\"' EXIT && "
-            f"{{ c=$(cat {path} 2>/dev/null); case {known} in *\" $c \"*) ;; *) "
-            f'if [ -n "$c" ]; then echo "claimed $c"; exit 0; fi;; esac; '
-            f"out=$({sbatch}) || exit $?; printf '%s\\n' \"${{out%%;*}}\" > {path}.new && mv {path}.new {path} && echo \"$out\"; }}"
-        )
+    def wrap(self, name: str, sbatch: list[str]) -> str:
+        """The command that runs ``sbatch`` (an argv) under the claim."""
+        return shlex.join(["bash", "-c", _CLAIM, "claim", self.directory, name, " ".join(sorted(self.known)), *sbatch])
 
 
 def validate_job_name(name: str) -> None:
@@ -126,6 +142,13 @@ def validate_job_name(name: str) -> None:
         raise ValueError(f"job name {name!r} cannot be used: {problem}")
 
 
+def owned_option(key: str, owned: Iterable[str]) -> str | None:
+    """The one of ``owned`` (long option names) that sbatch would take ``key`` for, if any:
+    sbatch takes any unambiguous prefix of a long option (`job_n` is --job-name)."""
+    flag = key.replace("_", "-")
+    return next((o for o in owned if o.startswith(flag)), None)
+
+
 def sbatch_arguments(options: Mapping[str, OptionValue]) -> list[str]:
     """``{"cpus_per_task": 8, "exclusive": True}`` -> ``["--cpus-per-task=8", "--exclusive"]``.
 
@@ -137,10 +160,9 @@ def sbatch_arguments(options: Mapping[str, OptionValue]) -> list[str]:
         if not _OPTION_KEY.fullmatch(key):
             raise ValueError(f"sbatch option {key!r} is not an option name: use sbatch's long names, e.g. 'cpus_per_task'")
         flag = key.replace("_", "-")
-        # sbatch takes any unambiguous prefix of a long option: `job` is --job-name.
-        owned = [o for o in _CLIENT_OWNED_OPTIONS if o.startswith(flag)]
+        owned = owned_option(key, _CLIENT_OWNED_OPTIONS)
         if owned:
-            raise ValueError(f"sbatch option {key!r} cannot be set: {_CLIENT_OWNED_OPTIONS[owned[0]]}")
+            raise ValueError(f"sbatch option {key!r} cannot be set: {_CLIENT_OWNED_OPTIONS[owned]}")
         if value is None or value is False:
             continue
         args.append(f"--{flag}" if value is True else f"--{flag}={value}")
@@ -177,7 +199,7 @@ class SlurmClient:
         # The client's own options go last: sbatch takes the last of repeated options.
         argv = ["sbatch", *sbatch_arguments(options or {}), "--parsable", f"--job-name={name}"]
         # The cluster's clock, read just before sbatch, bounds this job's submit time from below.
-        sbatch = shlex.join(argv) if claim is None else claim.wrap(name, shlex.join(argv))
+        sbatch = shlex.join(argv) if claim is None else claim.wrap(name, argv)
         command = f"TZ=UTC date +%Y-%m-%dT%H:%M:%S && {sbatch}"
         deadline = time.monotonic() + self._retry_timeout
         attempt = 0

@@ -1,6 +1,5 @@
 """The interface every transport implements: run a shell command on the cluster side."""
 
-import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -50,15 +49,3 @@ class Transport(ABC):
 
     def close(self) -> None:
         """Release connections. The transport reconnects if used again."""
-
-    def write_file(self, path: str, data: bytes) -> None:
-        """Atomically write ``data`` to ``path`` on the cluster: mode 0600, new parents 0700."""
-        parent = path.rsplit("/", 1)[0] if "/" in path else "."
-        # umask makes both the file and any new parent directory private from creation on.
-        command = (
-            f"umask 077 && mkdir -p {shlex.quote(parent)} && cat > {shlex.quote(path)}.tmp.$$ "
-            f"&& mv -f {shlex.quote(path)}.tmp.$$ {shlex.quote(path)}"
-        )
-        result = self.run(command, stdin=data)
-        if not result.ok:
-            raise TransportError(f"could not write {path} on the cluster: {result.stderr.strip()}")

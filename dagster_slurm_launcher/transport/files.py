@@ -18,6 +18,7 @@ from dagster_slurm_launcher.transport.base import CommandInterrupted, Transport,
 _READ_FILES = r"""
 t=$(mktemp) || exit 1
 trap 'rm -f "$t"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
 i=0
 while IFS= read -r -d '' offset && IFS= read -r -d '' limit && IFS= read -r -d '' path; do
     if exec 3<"$path"; then

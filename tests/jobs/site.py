@@ -38,11 +38,10 @@ def noisy_job():
 
 @op
 def damages_its_journal(context: OpExecutionContext) -> None:
-    """Appends what a SIGKILLed writer and an NFS client that has not seen the data yet leave
-    behind, then goes on logging."""
+    """Appends what a SIGKILLed writer leaves behind once the next writer went on, then goes on
+    logging."""
     journal = Path(sys.argv[-1]) / "events.jsonl"  # the worker's argument is its step folder
     with journal.open("ab") as f:
-        f.write(b"\0" * 64 + b"\n")
         f.write(b'99 {"__class__": "EventLogEntry", "cut sh\n')
     context.log.info("logged after the damage")
 
@@ -95,7 +94,8 @@ def slow_job():
 
 @op
 def reports_secrets(context: OpExecutionContext) -> None:
-    context.log.info(f"DAGSTER_PG_PASSWORD in environment: {'DAGSTER_PG_PASSWORD' in os.environ}")
+    for name in ("DAGSTER_PG_PASSWORD", "WAREHOUSE_DSN"):
+        context.log.info(f"{name} in environment: {name in os.environ}")
     context.log.info(f"STEP_SETTING={os.environ.get('STEP_SETTING')}")
 
 
