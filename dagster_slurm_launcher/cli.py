@@ -10,8 +10,9 @@ from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_s
 from dagster_slurm_launcher.slurm import SlurmClient, SlurmError
 from dagster_slurm_launcher.transport import SSHTransport, TransportError, make_transport
 
-# Runs on a compute node: proves the configured Python exists there and has this package.
-_PROBE = """#!/bin/bash
+# Runs on a compute node as steps do (a login shell, nothing of this process's environment):
+# proves the configured Python exists there and has this package.
+_PROBE = """#!/bin/bash -l
 {python} -c 'import sys, dagster_slurm_launcher as p; print(sys.executable, sys.version.split()[0], "dagster_slurm_launcher", p.__version__)'
 """
 
@@ -27,7 +28,7 @@ def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int
     base = settings.remote_base_dir if settings.remote_base_dir.startswith("/") else f"{home}/{settings.remote_base_dir}"
     out_dir = f"{base}/check"
     transport.run(f"umask 077 && mkdir -p {shlex.quote(out_dir)}")
-    options = {"output": f"{out_dir}/%j.out", "time": "00:05:00", "partition": partition}
+    options = {"output": f"{out_dir}/%j.out", "time": "00:05:00", "partition": partition, "export": "NONE", "no-requeue": True}
     job = client.submit(_PROBE.format(python=shlex.quote(settings.python)), f"dagster-slurm-check-{uuid.uuid4().hex[:8]}", options)
     print(f"submitted  job {job.job_id} ({job.name})")
     deadline = time.monotonic() + timeout

@@ -54,8 +54,9 @@ class SlurmSettings(BaseSettings):
     )
     trust_run_config: bool = Field(
         False,
-        description="Let a run's run config set the executor's `setup`, `python`, `env_vars` and `connection`, "
-        "which run commands on the cluster as its user: anyone who may launch a run could then.",
+        description="Let a run's run config set the executor's `setup`, `python`, `env_vars`, `connection`, "
+        "`remote_base_dir` and `sbatch_options`, which run commands on the cluster as its user: anyone who "
+        "may launch a run could then.",
     )
     log_format: Literal["console", "json"] = Field("console", description="Log rendering.")
 

@@ -4,6 +4,7 @@ recognizes a run worker (a pid alone is not enough: pids are reused)."""
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +79,19 @@ def test_a_worker_is_still_itself_after_the_wall_clock_steps() -> None:
 def test_a_worker_from_before_a_reboot_is_gone() -> None:
     worker = WorkerProcess.current()
     assert dataclasses.replace(worker, boot="an-earlier-boot").state() == "gone"
+
+
+def test_a_worker_launched_by_the_previous_version_is_judged_by_its_pid() -> None:
+    # 0.1.0 tagged host, pid and a wall-clock start time: after an upgrade, a live worker of a
+    # run in flight must not be taken for dead (monitoring would start a twin).
+    with subprocess.Popen(["sleep", "60"]) as process:
+        tags = {"dagster-slurm/run-worker-host": socket.gethostname(), "dagster-slurm/run-worker-pid": str(process.pid),
+                "dagster-slurm/run-worker-start-time": "1764000000.000"}
+        worker = WorkerProcess.from_tags(tags)
+        assert worker is not None and worker.state() == "running"
+        process.kill()
+        process.wait()
+        assert worker.state() == "gone"
 
 
 def test_a_worker_on_another_host_is_not_judged_from_here() -> None:

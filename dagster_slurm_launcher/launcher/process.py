@@ -24,6 +24,9 @@ START_TAG = "dagster-slurm/run-worker-start"
 LOG_TAG = "dagster-slurm/run-worker-log"
 
 LAUNCH_TIMEOUT_SECONDS = 120
+# What tags written by version 0.1.0 (pid and wall-clock start time only) leave unknown.
+_UNKNOWN_BOOT = ""
+_UNKNOWN_TICKS = -1
 
 
 def boot_id() -> str:
@@ -65,11 +68,14 @@ class WorkerProcess:
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> "WorkerProcess | None":
-        """The run worker a run's tags name, if any (``None`` also for a run launched by a version
-        that recorded no boot and start ticks: its worker cannot be told from a reused pid)."""
-        if PID_TAG not in tags or START_TAG not in tags:
+        """The run worker a run's tags name, if any.
+
+        A run launched by version 0.1.0 recorded no boot and start ticks: its worker is taken
+        to be the process with its pid, if any (a live worker must not get a twin).
+        """
+        if PID_TAG not in tags:
             return None
-        boot, _, ticks = tags[START_TAG].rpartition("/")
+        boot, _, ticks = tags.get(START_TAG, f"{_UNKNOWN_BOOT}/{_UNKNOWN_TICKS}").rpartition("/")
         return cls(host=tags[HOST_TAG], boot=boot, pid=int(tags[PID_TAG]), start_ticks=int(ticks))
 
     def tags(self, log_path: str) -> dict[str, str]:
@@ -80,10 +86,10 @@ class WorkerProcess:
         """``running``, ``gone``, or ``elsewhere`` (on another host: cannot be checked from here)."""
         if self.host != socket.gethostname():
             return "elsewhere"
-        if self.boot != boot_id():
+        if self.boot not in (boot_id(), _UNKNOWN_BOOT):
             return "gone"  # the host rebooted
         stat = _stat(self.pid)
-        if stat is None or stat[1] != self.start_ticks:
+        if stat is None or self.start_ticks not in (stat[1], _UNKNOWN_TICKS):
             return "gone"
         if stat[0] == "Z":
             reap([self.pid])
