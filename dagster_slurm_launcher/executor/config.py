@@ -7,7 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import Array, Bool, Field, Float, Int, IntSource, Noneable, Permissive, Shape, String, StringSource
+from dagster import (
+    Array,
+    Bool,
+    DagsterError,
+    Field,
+    Float,
+    Int,
+    IntSource,
+    Noneable,
+    Permissive,
+    Shape,
+    String,
+    StringSource,
+)
 from dagster._core.execution.retries import get_retries_config
 
 from dagster_slurm_launcher.settings import ENV_PREFIX
@@ -83,8 +96,12 @@ CONFIG_SCHEMA = {
 }
 
 
-class SlurmConfigError(ValueError):
-    """Executor config or an op's tag is invalid; nothing was submitted."""
+class SlurmConfigError(DagsterError, ValueError):
+    """Executor config or an op's tag is invalid; nothing was submitted.
+
+    A ``DagsterError``: raised while the executor is created, Dagster records it as the run's
+    initialization failure (``orchestration_context_event_generator``) instead of crashing.
+    """
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Jobs that behave as users' code and sites do: non-ASCII output and progress bars, a journal
-damaged under the worker, a step Slurm requeues, a wide fan-out, a slow step."""
+damaged under the worker, a step Slurm requeues, a slow step, secrets in the environment."""
 
 import os
 import sys
@@ -102,23 +102,3 @@ def reports_secrets(context: OpExecutionContext) -> None:
 @job(executor_def=slurm_executor.configured({"poll_interval": 1.0, "env_vars": ["STEP_SETTING"]}, name="slurm_env"))
 def secrets_job():
     reports_secrets()
-
-
-@op(out=Out(Nothing))
-def root() -> None:
-    pass
-
-
-def _leaf(i: int):  # noqa: ANN202
-    @op(name=f"leaf_{i:03d}", ins={"start": In(Nothing)})
-    def leaf() -> None:
-        pass
-
-    return leaf
-
-
-@job(executor_def=EXECUTOR)
-def fanout_300():
-    started = root()
-    for i in range(299):
-        _leaf(i)(start=started)
