@@ -18,7 +18,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
-from dagster_slurm_launcher.launcher.process import LOG_TAG, PID_TAG
+from dagster_slurm_launcher.launcher.process import HOST_TAG, LOG_TAG, PID_TAG, WorkerProcess
 from tests import lab
 
 pytestmark = pytest.mark.lab
@@ -79,11 +79,12 @@ class Deployment:
         return int(self.run(run_id).tags[PID_TAG])
 
 
-def deployment_config(*, monitoring: bool, retries: bool, max_concurrent_runs: int) -> dict:
+def deployment_config(*, monitoring: bool, retries: bool, max_concurrent_runs: int, heartbeat_timeout: float) -> dict:
     """dagster.yaml.example, with SQLite storage and the lab's settings from the environment."""
     config = yaml.safe_load(EXAMPLE.read_text())
     del config["storage"]
     config["run_launcher"]["config"]["executor"] = {"poll_interval": 1.0, "time": "00:10:00"}
+    config["run_launcher"]["config"]["worker_heartbeat_timeout"] = heartbeat_timeout
     config["run_coordinator"]["config"].update(dequeue_interval_seconds=1, max_concurrent_runs=max_concurrent_runs)
     config["run_monitoring"].update(enabled=monitoring, poll_interval_seconds=2)
     config["run_retries"]["enabled"] = retries
@@ -94,10 +95,12 @@ def deployment_config(*, monitoring: bool, retries: bool, max_concurrent_runs: i
 def deploy(tmp_path: Path, code_dir: Path) -> Iterator:
     deployments: list[Deployment] = []
 
-    def make(*, monitoring: bool = True, retries: bool = False, max_concurrent_runs: int = 20) -> Deployment:
+    def make(*, monitoring: bool = True, retries: bool = False, max_concurrent_runs: int = 20, heartbeat_timeout: float = 300) -> Deployment:
         home = tmp_path / "dagster_home"
         home.mkdir(mode=0o700)
-        (home / "dagster.yaml").write_text(yaml.safe_dump(deployment_config(monitoring=monitoring, retries=retries, max_concurrent_runs=max_concurrent_runs)))
+        config = deployment_config(monitoring=monitoring, retries=retries, max_concurrent_runs=max_concurrent_runs,
+                                   heartbeat_timeout=heartbeat_timeout)
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
         workspace = code_dir / "workspace.yaml"
         workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
             "relative_path": "deployment.py", "working_directory": str(code_dir)}}]}))
@@ -141,6 +144,41 @@ def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(d
     slow = jobs_of_step(run_id, "slow_step", at_least=2)
     assert [j["state"] for j in slow] == ["COMPLETED"]
     assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]
+
+
+def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_stops(deploy) -> None:  # noqa: ANN001
+    # A webserver on another machine launched the run, or the daemon's container was replaced:
+    # the worker's host is not this one, and it died with its host.
+    d = deploy(monitoring=True, heartbeat_timeout=10)
+    run_id = d.launch("resumable")
+    lab.wait_until(lambda: PID_TAG in d.run(run_id).tags, 120, what="worker")
+    lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    first_worker = d.worker_pid(run_id)
+    d.instance.add_run_tags(run_id, {HOST_TAG: "vanished.example"})
+    os.kill(first_worker, signal.SIGKILL)
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    resumed = [r.event_log_entry.dagster_event.message for r in
+               d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+               if "Detected run worker status" in (r.event_log_entry.dagster_event.message or "")]
+    assert len(resumed) == 1 and f"pid {first_worker} on vanished.example has not reported" in resumed[0]
+    assert [j["state"] for j in jobs_of_step(run_id, "slow_step")] == ["COMPLETED"]
+
+
+def test_a_run_worker_whose_run_was_resumed_by_another_stops_and_leaves_the_steps_running(deploy) -> None:  # noqa: ANN001
+    # A worker taken for dead (its host cut off from the daemon, say) that comes back must not
+    # run the run alongside the worker that resumed it.
+    d = deploy(monitoring=False, heartbeat_timeout=10)
+    run_id = d.launch("resumable")
+    lab.wait_until(lambda: PID_TAG in d.run(run_id).tags, 120, what="worker")
+    job = lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    worker = WorkerProcess.from_tags(d.run(run_id).tags)
+    d.instance.add_run_tags(run_id, {HOST_TAG: "resumer.example", PID_TAG: "4242"})
+
+    lab.wait_until(lambda: worker.state() == "gone", 30, what="the replaced worker to stop")
+    assert "run resumed by another run worker; stopping" in Path(d.run(run_id).tags[LOG_TAG]).read_text()
+    assert lab.job_of_step(run_id, "slow_step", {"RUNNING", "COMPLETED"})["job_id"] == job["job_id"]
+    assert d.run(run_id).status == DagsterRunStatus.STARTED
 
 
 def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_output(deploy) -> None:  # noqa: ANN001

@@ -15,10 +15,12 @@ import yaml
 from dagster._config import process_config
 from dagster._config.field import resolve_to_config_type
 from dagster._core.instance.config import dagster_instance_config_schema
+from dagster._core.launcher import WorkerStatus
 from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.storage.dagster_run import DagsterRun
 
 from dagster_slurm_launcher import SlurmRunLauncher
-from dagster_slurm_launcher.launcher.process import WorkerProcess, open_log, prune_logs
+from dagster_slurm_launcher.launcher.process import HEARTBEAT_TAG, WorkerProcess, open_log, prune_logs
 
 EXAMPLE = Path(__file__).parent.parent / "dagster.yaml.example"
 
@@ -96,6 +98,40 @@ def test_a_worker_launched_by_the_previous_version_is_judged_by_its_pid() -> Non
 
 def test_a_worker_on_another_host_is_not_judged_from_here() -> None:
     assert WorkerProcess("elsewhere.example", "boot", 1, 0).state() == "elsewhere"
+
+
+def _run_on_another_host(heartbeat: str | None) -> DagsterRun:
+    tags = WorkerProcess("gone.example", "boot", 4242, 7).tags("/log")
+    if heartbeat is None:  # a worker started by a release that did not beat
+        del tags[HEARTBEAT_TAG]
+    else:
+        tags[HEARTBEAT_TAG] = heartbeat
+    return DagsterRun(job_name="job", run_id="run-elsewhere", tags=tags)
+
+
+def test_a_worker_on_another_host_is_running_while_its_heartbeat_changes() -> None:
+    launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
+    for beat in range(6):
+        assert launcher.check_run_worker_health(_run_on_another_host(str(beat))).status == WorkerStatus.RUNNING
+        time.sleep(0.2)
+
+
+def test_a_worker_on_another_host_whose_heartbeat_stopped_is_failed() -> None:
+    launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
+    run = _run_on_another_host("1764000000.000")
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    time.sleep(0.6)
+    result = launcher.check_run_worker_health(run)
+    assert result.status == WorkerStatus.FAILED
+    assert "pid 4242 on gone.example has not reported" in (result.msg or "")
+
+
+def test_a_worker_on_another_host_that_never_beat_is_not_doubled() -> None:
+    launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
+    run = _run_on_another_host(None)
+    launcher.check_run_worker_health(run)
+    time.sleep(0.6)
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
 
 
 _PID_ONE = """

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,8 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
-from dagster_slurm_launcher.launcher.process import LOG_TAG, WorkerProcess, prune_logs, reap, spawn_detached
+from dagster_slurm_launcher.launcher.heartbeat import interval_for
+from dagster_slurm_launcher.launcher.process import HEARTBEAT_TAG, LOG_TAG, WorkerProcess, prune_logs, reap, spawn_detached
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
 from dagster_slurm_launcher.slurm import JobInfo
@@ -47,13 +49,18 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     """
 
     def __init__(self, executor: Mapping[str, Any] | None = None, log_dir: str | None = None,
-                 log_retention_days: float = 30.0, inst_data: ConfigurableClassData | None = None) -> None:
+                 log_retention_days: float = 30.0, worker_heartbeat_timeout: float = 300.0,
+                 inst_data: ConfigurableClassData | None = None) -> None:
         self._inst_data = inst_data
         self._executor_config = dict(executor or {})
         self._log_dir = log_dir
         self._log_retention_days = log_retention_days
+        self._heartbeat_timeout = worker_heartbeat_timeout
         self._connected: Cluster | None = None
         self._spawned: list[int] = []
+        # run id -> (last heartbeat tag seen, when this process first saw it, when it last looked),
+        # times by time.monotonic()
+        self._heartbeats: dict[str, tuple[str, float, float]] = {}
         super().__init__()
 
     @property
@@ -75,6 +82,12 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
             "log_retention_days": Field(
                 Float, is_required=False, default_value=30.0,
                 description="Run workers' logs older than this are removed when a run is launched.",
+            ),
+            "worker_heartbeat_timeout": Field(
+                Float, is_required=False, default_value=300.0,
+                description="Seconds after which a run worker on another host (started by a webserver "
+                "or a daemon elsewhere) whose heartbeat stopped is taken for dead, so that run "
+                "monitoring resumes its run. Workers on this host are checked directly.",
             ),
         }
 
@@ -105,7 +118,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         log_path = os.path.join(log_dir, f"{run.run_id}.log")
         worker = spawn_detached(
             [origin.executable_path, "-m", "dagster_slurm_launcher.launcher.run_worker"],
-            orders(mode, run.run_id, self._instance.get_ref(), self._executor_config, log_path),
+            orders(mode, run.run_id, self._instance.get_ref(), self._executor_config, log_path,
+                   interval_for(self._heartbeat_timeout)),
             log_path,
             cwd=origin.repository_origin.code_pointer.working_directory,
             env=os.environ,
@@ -137,15 +151,42 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         if state == "running":
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker.pid))
         if state == "elsewhere":
-            # Anything but RUNNING makes run monitoring resume the run: a worker that cannot be
-            # seen from here must not be doubled. Run the daemon on the host that launches runs.
+            silent = self._silent_for(run)
+            if silent is None or silent < self._heartbeat_timeout:
+                # Anything but RUNNING makes run monitoring resume the run: a worker that still
+                # beats must not be doubled.
+                return CheckRunHealthResult(
+                    WorkerStatus.RUNNING, f"run worker runs on {worker.host}; judged by its heartbeat", run_worker_id=str(worker.pid)
+                )
             return CheckRunHealthResult(
-                WorkerStatus.RUNNING, f"run worker runs on {worker.host}; cannot check it from here", run_worker_id=str(worker.pid)
+                WorkerStatus.FAILED,
+                f"run worker pid {worker.pid} on {worker.host} has not reported for {silent:.0f}s: its host may be "
+                f"gone; its log is {run.tags.get(LOG_TAG)} on that host",
+                run_worker_id=str(worker.pid),
             )
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"run worker pid {worker.pid} on {worker.host} is gone; its log is {run.tags.get(LOG_TAG)}",
             run_worker_id=str(worker.pid),
         )
+
+    def _silent_for(self, run: DagsterRun) -> float | None:
+        """Seconds this process has seen the run's heartbeat unchanged; ``None`` for a worker
+        started by an earlier release, which does not beat.
+
+        Measured on this process's monotonic clock from the first time it saw the value, never
+        by comparing the worker host's clock with ours: a restarted daemon waits a full timeout.
+        """
+        beat = run.tags.get(HEARTBEAT_TAG)
+        if beat is None:
+            return None
+        now = time.monotonic()
+        # Finished runs are no longer checked: forget them.
+        self._heartbeats = {k: v for k, v in self._heartbeats.items() if now - v[2] < 2 * self._heartbeat_timeout}
+        seen, since, _ = self._heartbeats.get(run.run_id, (None, now, now))
+        if seen != beat:
+            since = now
+        self._heartbeats[run.run_id] = (beat, since, now)
+        return now - since
 
     def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: bool | None = True) -> str | None:
         worker = WorkerProcess.from_tags(run.tags)

@@ -18,17 +18,20 @@ from dagster._serdes import deserialize_value, serialize_value
 from dagster._utils.interrupts import capture_interrupts
 
 from dagster_slurm_launcher.executor import slurm_executor
+from dagster_slurm_launcher.launcher.heartbeat import start_heartbeat
 from dagster_slurm_launcher.launcher.process import WorkerProcess, detach
 
 EXECUTE = "execute"
 RESUME = "resume"
 
 
-def orders(mode: str, run_id: str, instance_ref: InstanceRef, default_executor: dict[str, Any], log_path: str) -> bytes:
+def orders(
+    mode: str, run_id: str, instance_ref: InstanceRef, default_executor: dict[str, Any], log_path: str, heartbeat_interval: float
+) -> bytes:
     """What :func:`main` reads on stdin."""
     return json.dumps({
         "mode": mode, "run_id": run_id, "instance_ref": serialize_value(instance_ref),
-        "default_executor": default_executor, "log_path": log_path,
+        "default_executor": default_executor, "log_path": log_path, "heartbeat_interval": heartbeat_interval,
     }).encode()
 
 
@@ -51,15 +54,21 @@ def main() -> int:
     order = json.loads(sys.stdin.buffer.read())
     detach()
     body = {EXECUTE: _execute_run_command_body, RESUME: _resume_run_command_body}[order["mode"]]
+    instance_ref = deserialize_value(order["instance_ref"], InstanceRef)
+    me = WorkerProcess.current()
     with capture_interrupts():
-        with DagsterInstance.from_ref(deserialize_value(order["instance_ref"], InstanceRef)) as instance:
+        with DagsterInstance.from_ref(instance_ref) as instance:
             # Before the run is marked STARTED: a started run always names its live worker, even
             # if the launcher died right after starting it.
-            instance.add_run_tags(order["run_id"], WorkerProcess.current().tags(order["log_path"]))
-            run = instance.get_run_by_id(order["run_id"])
-            if run is not None:
-                make_slurm_the_default_executor(dict(run.run_config), order["default_executor"])
-            return body(order["run_id"], instance, lambda _event: None, set_exit_code_on_failure=True)
+            instance.add_run_tags(order["run_id"], me.tags(order["log_path"]))
+            stop_beating = start_heartbeat(instance_ref, order["run_id"], me, order["heartbeat_interval"])
+            try:
+                run = instance.get_run_by_id(order["run_id"])
+                if run is not None:
+                    make_slurm_the_default_executor(dict(run.run_config), order["default_executor"])
+                return body(order["run_id"], instance, lambda _event: None, set_exit_code_on_failure=True)
+            finally:
+                stop_beating.set()
 
 
 if __name__ == "__main__":
