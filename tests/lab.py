@@ -1,11 +1,12 @@
 """Access to the lab cluster from tests: its settings, its daemons, and its counters."""
 
+import contextlib
 import os
 import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,19 @@ def restart_in_background(daemon: str, down_for: float) -> threading.Thread:
     thread.start()
     wait_until(lambda: not (lab_dir() / "run" / f"{daemon}.pid").exists(), 30, interval=0.05, what=f"{daemon} down")
     return thread
+
+
+@contextlib.contextmanager
+def login_node_tmp_full() -> Iterator[None]:
+    """Meanwhile, ``/tmp`` on the login node (the sshd's mount namespace, root only) is full."""
+    sshd = (lab_dir() / "run" / "sshd.pid").read_text().strip()
+    in_login_node = ["nsenter", "-t", sshd, "-m", "--"]
+    subprocess.run([*in_login_node, "mount", "-t", "tmpfs", "-o", "size=16k", "lab-full-tmp", "/tmp"], check=True)
+    try:
+        subprocess.run([*in_login_node, "dd", "if=/dev/zero", "of=/tmp/fill", "bs=4k", "count=8"], capture_output=True)
+        yield
+    finally:
+        subprocess.run([*in_login_node, "umount", "/tmp"], check=True)
 
 
 def sshd_logins() -> int:

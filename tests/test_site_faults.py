@@ -146,6 +146,31 @@ def test_a_run_survives_ssh_connections_dropped_while_it_relays(code_dir: Path, 
     one_completed_job_per_step(run.run_id, 2)
 
 
+def test_journals_that_cannot_be_read_fail_the_run_and_a_retry_adopts_its_jobs(
+    code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_SLURM_RECONNECT_TIMEOUT", "10")
+    with lab.login_node_tmp_full():
+        worker = lab.start_run_worker(instance, code_dir / "site.py", "slow_job")
+        try:
+            assert worker.wait(timeout=300) == 0
+        finally:
+            worker.kill()
+        (failed,) = instance.get_runs()
+        assert failed.is_failure
+        slow = step_job_id(instance, "slow")
+        assert slow is not None and job_state(slow) in ("RUNNING", "COMPLETED")  # not cancelled
+    errors = [error.message for r in instance.get_records_for_run(failed.run_id).records
+              if (error := getattr(getattr(r.event_log_entry.dagster_event, "event_specific_data", None), "error", None))]
+    assert any("could not read the steps' journals" in e and "on the login node full?" in e for e in errors), errors
+
+    retry = lab.start_run_worker(instance, code_dir / "site.py", "slow_job", reexecute_from_failure_of=failed.run_id)
+    assert retry.wait(timeout=300) == 0
+    latest = instance.get_runs(limit=1)[0]
+    assert latest.is_success and "after got 7" in messages(instance, latest.run_id)
+    one_completed_job_per_step(failed.run_id, 2)
+
+
 def test_a_submission_whose_answer_was_lost_is_found_by_name_not_submitted_twice(
     code_dir: Path, instance: DagsterInstance
 ) -> None:

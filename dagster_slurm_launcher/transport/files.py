@@ -17,6 +17,7 @@ from dagster_slurm_launcher.transport.base import CommandInterrupted, Transport,
 # "<index> <start> <count>\n" and <count> bytes, or "<index> -\n" if it could not be opened.
 _READ_FILES = r"""
 t=$(mktemp) || exit 1
+exec 4>&2  # the loop's stderr is silenced (files not there yet); its real errors go here
 trap 'rm -f "$t"' EXIT
 trap 'exit 1' HUP INT PIPE TERM
 i=0
@@ -27,7 +28,11 @@ while IFS= read -r -d '' offset && IFS= read -r -d '' limit && IFS= read -r -d '
             size=$(stat -L -c %s /dev/fd/3)
             [ $((size - limit)) -gt "$offset" ] && start=$((size - limit))
         fi
-        tail -c +$((start + 1)) <&3 >"$t"
+        # A full or unwritable temporary directory must fail the read, not pass for no new data.
+        tail -c +$((start + 1)) <&3 >"$t" || {
+            echo "could not copy $path into $t (is ${TMPDIR:-/tmp} on the login node full?)" >&4
+            exit 1
+        }
         exec 3<&-
         printf '%s %s %s\n' "$i" "$start" "$(stat -c %s "$t")"
         cat "$t"
