@@ -144,12 +144,13 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
 
 
 _RUN_WORKER = """
-import os, signal, sys, time
+import dataclasses, os, signal, subprocess, sys, time
 from dagster import DagsterInstance, ReexecutionOptions, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.api import execute_run_iterator
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value
+from dagster_slurm_launcher.executor import step_handler
 from dagster_slurm_launcher.slurm.client import SlurmClient, SubmissionUncertain
 
 hook = os.environ["LAB_SUBMIT_HOOK"]
@@ -166,6 +167,10 @@ def submit(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     if hook == "uncertain":  # the connection broke after sbatch ran: its answer is lost
         raise SubmissionUncertain("connection lost after sbatch was sent", job.name)
+    if hook == "phantom":  # the controller lost the job (its state wiped): no query knows the id
+        subprocess.run(["scancel", job.job_id], check=True)
+        step_handler.UNKNOWN_GRACE_SECONDS = 5.0
+        return dataclasses.replace(job, job_id=str(int(job.job_id) + 1000000))
     return job
 
 SlurmClient.submit = submit
@@ -195,7 +200,8 @@ def start_run_worker(
     failure (what run_retries and the UI's "re-execute from failure" do) or every step of
     ``reexecute_all_of``. ``submit_hook`` wraps the Slurm client's real submission: ``kill``
     SIGKILLs the worker as soon as sbatch returned, ``uncertain`` loses sbatch's answer (as a
-    dropped connection does), ``barrier:<dir>:<n>`` waits until ``n`` workers are about to submit.
+    dropped connection does), ``phantom`` cancels the job and tracks an id no Slurm query knows
+    (with a 5 s grace for unknown jobs), ``barrier:<dir>:<n>`` waits until ``n`` workers are about to submit.
     """
     import sys
 

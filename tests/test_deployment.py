@@ -18,7 +18,13 @@ from dagster._core.events import DagsterEventType
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
-from dagster_slurm_launcher.launcher.process import HOST_TAG, LOG_TAG, PID_TAG, WorkerProcess
+from dagster_slurm_launcher.launcher.process import (
+    HOST_TAG,
+    LOG_TAG,
+    PID_TAG,
+    WorkerProcess,
+)
+from dagster_slurm_launcher.slurm import SlurmError
 from tests import lab
 
 pytestmark = pytest.mark.lab
@@ -217,6 +223,25 @@ def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_
     # event_log_consumer.py, DAGSTER_EVENT_TYPES): a canceled run records none, so none is retried.
     assert d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records == []
     assert d.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})) == []
+
+
+def test_terminating_while_slurm_is_down_stops_the_worker_and_the_worker_cancels_the_jobs_once_it_is_back(
+    deploy, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    d = deploy(monitoring=True)
+    run_id = d.launch("long_running")
+    lab.wait_until(lambda: lab.job_of_step(run_id, "long_step", {"RUNNING"}), timeout=180, what="long_step running")
+    monkeypatch.setenv("DAGSTER_SLURM_RECONNECT_TIMEOUT", "3")  # the Terminate button's process gives up soon
+    controller = lab.restart_in_background("slurmctld", down_for=45)
+    try:
+        with pytest.raises(SlurmError):
+            d.instance.run_launcher.terminate(run_id)
+        assert d.run(run_id).status == DagsterRunStatus.CANCELING and controller.is_alive()
+    finally:
+        controller.join()
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
+    assert [j["state"].split()[0] for j in jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
 
 
 def test_a_job_that_names_its_executor_keeps_it(deploy) -> None:  # noqa: ANN001

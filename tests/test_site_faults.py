@@ -180,6 +180,14 @@ def test_a_submission_whose_answer_was_lost_is_found_by_name_not_submitted_twice
     one_completed_job_per_step(run.run_id, 2)
 
 
+def test_a_step_whose_job_no_slurm_query_knows_fails_after_the_grace_period(code_dir: Path, instance: DagsterInstance) -> None:
+    run = run_in_a_worker(instance, code_dir, "slow_job", submit_hook="phantom")
+    assert run.is_failure
+    (failure,) = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    assert failure.event_log_entry.step_key == "slow"
+    assert "is neither in squeue nor in sacct after 5s" in failure.event_log_entry.dagster_event.step_failure_data.error.message
+
+
 def test_a_step_given_up_on_is_cancelled_and_relays_nothing_more(
     instance: DagsterInstance, transport: Transport, remote_dir: str
 ) -> None:

@@ -24,7 +24,11 @@ from dagster import (
 from dagster._core.execution.retries import get_retries_config
 
 from dagster_slurm_launcher.settings import ENV_PREFIX
-from dagster_slurm_launcher.slurm.client import OptionValue, owned_option, sbatch_arguments
+from dagster_slurm_launcher.slurm.client import (
+    OptionValue,
+    owned_option,
+    sbatch_arguments,
+)
 
 SBATCH_TAG = "dagster-slurm/sbatch"
 """Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""

@@ -3,13 +3,21 @@
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from dagster import DagsterInstance, Executor, InitExecutorContext, executor, multiple_process_executor_requirements
+from dagster import (
+    DagsterExecutionInterruptedError,
+    DagsterInstance,
+    Executor,
+    InitExecutorContext,
+    executor,
+    multiple_process_executor_requirements,
+)
 from dagster._core.events import DagsterEvent
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.step_delegating import StepDelegatingExecutor
 
+from dagster_slurm_launcher.connect import connect, settings_from
 from dagster_slurm_launcher.executor.config import (
     CONFIG_SCHEMA,
     SBATCH_TAG,
@@ -19,7 +27,6 @@ from dagster_slurm_launcher.executor.config import (
     step_environment,
 )
 from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
-from dagster_slurm_launcher.connect import connect, settings_from
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.slurm import SlurmError
 from dagster_slurm_launcher.transport import TransportError
@@ -47,9 +54,16 @@ class SlurmExecutor(StepDelegatingExecutor):
                 parse_sbatch_tag(step.key, step.tags[SBATCH_TAG])
         self._slurm.start(plan_context)
         failed = False
-        for event in super().execute(plan_context, execution_plan):
-            failed = failed or event.is_step_failure
-            yield event
+        try:
+            for event in super().execute(plan_context, execution_plan):
+                failed = failed or event.is_step_failure
+                yield event
+        except DagsterExecutionInterruptedError:
+            # With run monitoring on, StepDelegatingExecutor.execute does not terminate steps
+            # when interrupted (instance.run_will_resume), even for a run the user terminated:
+            # the launcher's scancel is then the only one, and it may have failed.
+            self._slurm.stop_jobs(plan_context.instance, plan_context.dagster_run)
+            raise
         try:
             self._slurm.relay.drain(timeout=self._slurm.journal_grace + DRAIN_SECONDS)
         except (SlurmError, TransportError) as exc:

@@ -20,7 +20,13 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import run_id_of_step_folder
-from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
+from dagster_slurm_launcher.slurm import (
+    JobInfo,
+    JobState,
+    SlurmClient,
+    SlurmError,
+    SubmittedJob,
+)
 from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files

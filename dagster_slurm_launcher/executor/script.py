@@ -4,8 +4,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from dagster_slurm_launcher.journal import JOURNAL_FILE
-from dagster_slurm_launcher.transport import Transport, TransportError
 from dagster_slurm_launcher.naming import PAYLOAD_FILE
+from dagster_slurm_launcher.transport import Transport, TransportError
 
 ENV_FILE = "env"
 META_FILE = "meta.json"

@@ -34,13 +34,30 @@ from dagster_slurm_launcher.executor.output_sources import (
     earlier_adoptions,
     point_inputs_at_their_runs,
 )
-from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, TrackedStep
-from dagster_slurm_launcher.executor.script import render_env_file, render_script, write_step_folder
-from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
+from dagster_slurm_launcher.executor.relay import (
+    UNKNOWN_GRACE_SECONDS,
+    Relay,
+    TrackedStep,
+)
+from dagster_slurm_launcher.executor.script import (
+    render_env_file,
+    render_script,
+    write_step_folder,
+)
+from dagster_slurm_launcher.journal import (
+    JOURNAL_FILE,
+    OUTCOMES,
+    ParsedJournal,
+    parse_records,
+)
 from dagster_slurm_launcher.logs import get_logger
+from dagster_slurm_launcher.naming import (
+    job_name,
+    lineage_folder,
+    run_folder,
+    step_folder,
+)
 from dagster_slurm_launcher.settings import ENV_PREFIX
-from dagster_slurm_launcher.slurm.client import OptionValue
-from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -51,6 +68,7 @@ from dagster_slurm_launcher.slurm import (
     SubmissionUncertain,
     SubmittedJob,
 )
+from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
@@ -213,29 +231,34 @@ class SlurmStepHandler(StepHandler):
 
     def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         # The executor terminates running steps one call each; one scancel covers all of them.
+        self.stop_jobs(step_handler_context.instance, step_handler_context.dagster_run)
+        yield from ()
+
+    def stop_jobs(self, instance: DagsterInstance, dagster_run: DagsterRun) -> None:
+        """The run worker is stopping with steps in flight: cancel their jobs if the user
+        terminated the run, and leave them running for a resume or retry otherwise."""
         if self._cancelled or self._relay is None:
             return
         self._cancelled = True
         jobs = [s.job.job_id for s in self._relay.steps.values() if not s.drained]
-        run = step_handler_context.instance.get_run_by_id(step_handler_context.dagster_run.run_id)
+        run = instance.get_run_by_id(dagster_run.run_id)
         if run is None or run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
             # SIGTERM to the run worker (a deploy, a restart, a closed laptop) or an error in it
             # is not the user's termination: the steps' jobs go on, for a resumed or retried run.
-            step_handler_context.instance.report_engine_event(
+            instance.report_engine_event(
                 f"The run worker stopped without the run being terminated; Slurm jobs {', '.join(jobs) or '(none)'} "
                 "keep running and a resumed or retried run picks them up.",
-                step_handler_context.dagster_run,
+                dagster_run,
                 EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
             )
             return
         if jobs:
             self._client.cancel(jobs)
-            step_handler_context.instance.report_engine_event(
+            instance.report_engine_event(
                 f"Cancelled Slurm jobs {', '.join(jobs)}",
-                step_handler_context.dagster_run,
+                dagster_run,
                 EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
             )
-        yield from ()
 
     def _submit(
         self, step_handler_context: StepHandlerContext, step_key: str, script: str,

@@ -22,10 +22,18 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
 from dagster_slurm_launcher.launcher.heartbeat import interval_for
-from dagster_slurm_launcher.launcher.process import HEARTBEAT_TAG, LOG_TAG, WorkerProcess, prune_logs, reap, spawn_detached
+from dagster_slurm_launcher.launcher.process import (
+    HEARTBEAT_TAG,
+    LOG_TAG,
+    WorkerProcess,
+    prune_logs,
+    reap,
+    spawn_detached,
+)
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
 from dagster_slurm_launcher.slurm import JobInfo
+
 
 class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     """Launches each run's worker as a detached process on this host; its steps run on Slurm.

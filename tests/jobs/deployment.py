@@ -1,6 +1,8 @@
 """A code location as a deployment writes it: no executor named, so the SlurmRunLauncher's
 default (the Slurm executor) runs every job, except the one that opts out."""
 
+import time
+
 from dagster import Definitions, StaticPartitionsDefinition, asset, in_process_executor, job, op
 from ops import after_slow, slow_step
 
@@ -10,6 +12,16 @@ days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(20)])
 @job
 def resumable():
     after_slow(slow_step())
+
+
+@op
+def long_step() -> None:
+    time.sleep(180)
+
+
+@job
+def long_running():
+    long_step()
 
 
 @op
@@ -27,4 +39,4 @@ def daily(context) -> str:  # noqa: ANN001
     return context.partition_key
 
 
-defs = Definitions(jobs=[resumable, opted_out], assets=[daily])
+defs = Definitions(jobs=[resumable, long_running, opted_out], assets=[daily])
