@@ -2,8 +2,10 @@
 monitoring and run retries, configured from dagster.yaml.example. Whatever happens to a run
 worker, each step's outcome is computed by exactly one Slurm job."""
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,7 +163,8 @@ def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_sto
     lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
     first_worker = d.worker_pid(run_id)
     d.instance.add_run_tags(run_id, {HOST_TAG: "vanished.example"})
-    os.kill(first_worker, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may have seen the tag and stopped first
+        os.kill(first_worker, signal.SIGKILL)
 
     assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
     resumed = [r.event_log_entry.dagster_event.message for r in
@@ -241,6 +244,24 @@ def test_terminating_while_slurm_is_down_stops_the_worker_and_the_worker_cancels
         controller.join()
 
     assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
+    assert [j["state"].split()[0] for j in jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
+
+
+def test_terminating_a_run_whose_worker_is_on_another_host_stops_that_worker_through_its_heartbeat(
+    deploy, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    d = deploy(monitoring=True, heartbeat_timeout=10)
+    run_id = d.launch("long_running")
+    lab.wait_until(lambda: lab.job_of_step(run_id, "long_step", {"RUNNING"}), timeout=180, what="long_step running")
+    worker = WorkerProcess.from_tags(d.run(run_id).tags)
+    with monkeypatch.context() as elsewhere:  # the Terminate button of a webserver on another machine
+        elsewhere.setattr(socket, "gethostname", lambda: "webserver.example")
+        assert d.instance.run_launcher.terminate(run_id)
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
+    lab.wait_until(lambda: worker.state() == "gone", 60, what="the worker to stop")
+    canceled = d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_CANCELED).records
+    assert [r.event_log_entry.dagster_event.message for r in canceled] == ['Execution of run for "long_running" canceled.']
     assert [j["state"].split()[0] for j in jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
 
 

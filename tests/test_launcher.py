@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from dagster import instance_for_test
 from dagster._config import process_config
 from dagster._config.field import resolve_to_config_type
 from dagster._core.instance.config import dagster_instance_config_schema
@@ -20,7 +22,8 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.dagster_run import DagsterRun
 
 from dagster_slurm_launcher import SlurmRunLauncher
-from dagster_slurm_launcher.launcher.process import HEARTBEAT_TAG, WorkerProcess, open_log, prune_logs
+from dagster_slurm_launcher.launcher.heartbeat import beat
+from dagster_slurm_launcher.launcher.process import WorkerProcess, open_log, prune_logs
 
 EXAMPLE = Path(__file__).parent.parent / "dagster.yaml.example"
 
@@ -100,25 +103,29 @@ def test_a_worker_on_another_host_is_not_judged_from_here() -> None:
     assert WorkerProcess("elsewhere.example", "boot", 1, 0).state() == "elsewhere"
 
 
-def _run_on_another_host(heartbeat: str | None) -> DagsterRun:
-    tags = WorkerProcess("gone.example", "boot", 4242, 7).tags("/log")
-    if heartbeat is None:  # a worker started by a release that did not beat
-        del tags[HEARTBEAT_TAG]
-    else:
-        tags[HEARTBEAT_TAG] = heartbeat
-    return DagsterRun(job_name="job", run_id="run-elsewhere", tags=tags)
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[SlurmRunLauncher]:
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
+        launcher.register_instance(instance)
+        yield launcher
 
 
-def test_a_worker_on_another_host_is_running_while_its_heartbeat_changes() -> None:
-    launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
-    for beat in range(6):
-        assert launcher.check_run_worker_health(_run_on_another_host(str(beat))).status == WorkerStatus.RUNNING
+def _run_on_another_host() -> DagsterRun:
+    return DagsterRun(job_name="job", run_id="run-elsewhere", tags=WorkerProcess("gone.example", "boot", 4242, 7).tags("/log"))
+
+
+def test_a_worker_on_another_host_is_running_while_its_heartbeat_changes(launcher: SlurmRunLauncher) -> None:
+    run = _run_on_another_host()
+    for _ in range(6):
+        beat(launcher._instance, run.run_id)  # noqa: SLF001
+        assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
         time.sleep(0.2)
 
 
-def test_a_worker_on_another_host_whose_heartbeat_stopped_is_failed() -> None:
-    launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
-    run = _run_on_another_host("1764000000.000")
+def test_a_worker_on_another_host_whose_heartbeat_stopped_is_failed(launcher: SlurmRunLauncher) -> None:
+    run = _run_on_another_host()
+    beat(launcher._instance, run.run_id)  # noqa: SLF001
     assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
     time.sleep(0.6)
     result = launcher.check_run_worker_health(run)
@@ -126,9 +133,9 @@ def test_a_worker_on_another_host_whose_heartbeat_stopped_is_failed() -> None:
     assert "pid 4242 on gone.example has not reported" in (result.msg or "")
 
 
-def test_a_worker_on_another_host_that_never_beat_is_not_doubled() -> None:
-    launcher = SlurmRunLauncher(worker_heartbeat_timeout=0.5)
-    run = _run_on_another_host(None)
+def test_a_worker_on_another_host_that_never_beat_is_not_doubled(launcher: SlurmRunLauncher) -> None:
+    # Started by a release that did not beat.
+    run = _run_on_another_host()
     launcher.check_run_worker_health(run)
     time.sleep(0.6)
     assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
@@ -181,7 +188,9 @@ def test_jobs_that_name_no_executor_get_the_slurm_executor_in_the_run_worker(mon
     from dagster import job, op
     from dagster._core.definitions import job_definition
 
-    from dagster_slurm_launcher.launcher.run_worker import make_slurm_the_default_executor
+    from dagster_slurm_launcher.launcher.run_worker import (
+        make_slurm_the_default_executor,
+    )
 
     monkeypatch.setattr(job_definition, "DEFAULT_EXECUTOR_DEF", job_definition.DEFAULT_EXECUTOR_DEF)
 

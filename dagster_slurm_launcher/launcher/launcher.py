@@ -21,9 +21,8 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
-from dagster_slurm_launcher.launcher.heartbeat import interval_for
+from dagster_slurm_launcher.launcher.heartbeat import beat, interval_for, last_beat
 from dagster_slurm_launcher.launcher.process import (
-    HEARTBEAT_TAG,
     LOG_TAG,
     WorkerProcess,
     prune_logs,
@@ -33,6 +32,8 @@ from dagster_slurm_launcher.launcher.process import (
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
 from dagster_slurm_launcher.slurm import JobInfo
+
+_FORGET_AFTER_SECONDS = 86400.0
 
 
 class SlurmRunLauncher(RunLauncher, ConfigurableClass):
@@ -133,6 +134,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
             env=os.environ,
         )
         self._spawned.append(worker.pid)
+        beat(self._instance, run.run_id)  # from now on, this run's worker is judged by its heartbeat
         # Recorded before returning: run monitoring must never judge a resumed run by the tags
         # of the worker that died (the new worker records the same tags when it starts).
         tags = worker.tags(log_path)
@@ -184,16 +186,17 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         Measured on this process's monotonic clock from the first time it saw the value, never
         by comparing the worker host's clock with ours: a restarted daemon waits a full timeout.
         """
-        beat = run.tags.get(HEARTBEAT_TAG)
-        if beat is None:
+        value = last_beat(self._instance, run.run_id)
+        if value is None:
             return None
         now = time.monotonic()
-        # Finished runs are no longer checked: forget them.
-        self._heartbeats = {k: v for k, v in self._heartbeats.items() if now - v[2] < 2 * self._heartbeat_timeout}
+        # Finished runs are no longer checked: forget those not looked at for a day (however
+        # far apart run monitoring's passes are, a run it still checks is never forgotten).
+        self._heartbeats = {k: v for k, v in self._heartbeats.items() if now - v[2] < _FORGET_AFTER_SECONDS}
         seen, since, _ = self._heartbeats.get(run.run_id, (None, now, now))
-        if seen != beat:
+        if seen != value:
             since = now
-        self._heartbeats[run.run_id] = (beat, since, now)
+        self._heartbeats[run.run_id] = (value, since, now)
         return now - since
 
     def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: bool | None = True) -> str | None:
@@ -223,8 +226,11 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.report_run_canceling(run)
         worker = WorkerProcess.from_tags(run.tags)
         # The worker first, so that it submits nothing more, whatever becomes of the scancel.
-        # It sees the run CANCELING and reports it CANCELED; without one, nobody else will.
-        signalled = worker is not None and worker.signal(signal.SIGTERM)
+        # It sees the run CANCELING and reports it CANCELED; without one, nobody else will. A
+        # worker on another host sees CANCELING at its next heartbeat and interrupts itself.
+        signalled = worker is not None and (
+            worker.signal(signal.SIGTERM) or (worker.state() == "elsewhere" and last_beat(self._instance, run_id) is not None)
+        )
         try:
             jobs = [info.job_id for info in self._slurm_jobs(run) if not info.is_terminal]
             if jobs:

@@ -22,7 +22,6 @@ HOST_TAG = "dagster-slurm/run-worker-host"
 PID_TAG = "dagster-slurm/run-worker-pid"
 START_TAG = "dagster-slurm/run-worker-start"
 LOG_TAG = "dagster-slurm/run-worker-log"
-HEARTBEAT_TAG = "dagster-slurm/run-worker-heartbeat"
 
 LAUNCH_TIMEOUT_SECONDS = 120
 # What tags written by version 0.1.0 (pid and wall-clock start time only) leave unknown.
@@ -80,11 +79,8 @@ class WorkerProcess:
         return cls(host=tags[HOST_TAG], boot=boot, pid=int(tags[PID_TAG]), start_ticks=int(ticks))
 
     def tags(self, log_path: str) -> dict[str, str]:
-        """Run tags that say where this worker runs and logs, and its first heartbeat."""
-        return {
-            HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: f"{self.boot}/{self.start_ticks}", LOG_TAG: log_path,
-            **heartbeat(),
-        }
+        """Run tags that say where this worker runs and logs."""
+        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: f"{self.boot}/{self.start_ticks}", LOG_TAG: log_path}
 
     def state(self) -> str:
         """``running``, ``gone``, or ``elsewhere`` (on another host: cannot be checked from here)."""
@@ -109,12 +105,6 @@ class WorkerProcess:
         except ProcessLookupError:
             return False
         return True
-
-
-def heartbeat() -> dict[str, str]:
-    """The run tag a live worker rewrites periodically. Only its changing matters: it is never
-    compared with another host's clock."""
-    return {HEARTBEAT_TAG: f"{time.time():.3f}"}
 
 
 def reap(pids: Sequence[int]) -> list[int]:

@@ -18,7 +18,11 @@ from dagster._serdes import deserialize_value, serialize_value
 from dagster._utils.interrupts import capture_interrupts
 
 from dagster_slurm_launcher.executor import slurm_executor
-from dagster_slurm_launcher.launcher.heartbeat import start_heartbeat
+from dagster_slurm_launcher.launcher.heartbeat import (
+    DEFAULT_INTERVAL,
+    beat,
+    start_heartbeat,
+)
 from dagster_slurm_launcher.launcher.process import WorkerProcess, detach
 
 EXECUTE = "execute"
@@ -61,7 +65,10 @@ def main() -> int:
             # Before the run is marked STARTED: a started run always names its live worker, even
             # if the launcher died right after starting it.
             instance.add_run_tags(order["run_id"], me.tags(order["log_path"]))
-            stop_beating = start_heartbeat(instance_ref, order["run_id"], me, order["heartbeat_interval"])
+            beat(instance, order["run_id"])
+            # .get: the launcher may be of an earlier release than this worker (another interpreter).
+            interval = order.get("heartbeat_interval", DEFAULT_INTERVAL)
+            stop_beating = start_heartbeat(instance_ref, order["run_id"], me, interval)
             try:
                 run = instance.get_run_by_id(order["run_id"])
                 if run is not None:

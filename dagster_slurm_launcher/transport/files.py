@@ -28,11 +28,18 @@ while IFS= read -r -d '' offset && IFS= read -r -d '' limit && IFS= read -r -d '
             size=$(stat -L -c %s /dev/fd/3)
             [ $((size - limit)) -gt "$offset" ] && start=$((size - limit))
         fi
-        # A full or unwritable temporary directory must fail the read, not pass for no new data.
-        tail -c +$((start + 1)) <&3 >"$t" || {
-            echo "could not copy $path into $t (is ${TMPDIR:-/tmp} on the login node full?)" >&4
-            exit 1
-        }
+        if ! tail -c +$((start + 1)) <&3 >"$t"; then
+            exec 3<&-
+            # A full temporary directory fails the whole read, rather than pass for "no new
+            # data"; a journal that could not be read (ESTALE or EIO on NFS) is read next time.
+            if ! printf x >"$t"; then
+                echo "could not copy $path into $t (is ${TMPDIR:-/tmp} on the login node full?)" >&4
+                exit 1
+            fi
+            printf '%s -\n' "$i"
+            i=$((i + 1))
+            continue
+        fi
         exec 3<&-
         printf '%s %s %s\n' "$i" "$start" "$(stat -c %s "$t")"
         cat "$t"
