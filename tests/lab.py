@@ -239,6 +239,6 @@ def cluster_user() -> str:
     return os.environ["DAGSTER_SLURM_LAB_USER"]
 
 
-def run_as_cluster_user(argv: list[str]) -> str:
+def run_as_cluster_user(argv: list[str], check: bool = True) -> str:
     user = cluster_user()
-    return subprocess.run(["runuser", "-u", user, "--", *argv], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["runuser", "-u", user, "--", *argv], check=check, capture_output=True, text=True).stdout
