@@ -10,10 +10,18 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from dagster import DagsterInstance
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    EventRecordsResult,
+)
 from dagster._cli.api import _execute_step_command_body
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.event_api import EventLogCursor
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance import InstanceType
 from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
@@ -21,23 +29,36 @@ from dagster._core.run_coordinator import DefaultRunCoordinator
 from dagster._core.snap import ExecutionPlanSnapshot
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.event_log.base import AssetRecord
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage
 from dagster._grpc.types import ExecuteStepArgs
+from dagster._record import copy
 from dagster._serdes import deserialize_value
 from dagster._utils import interrupts
 
+from dagster_slurm_launcher.asset_history import (
+    MATERIALIZATION,
+    OBSERVATION,
+    AssetHistory,
+    unavailable,
+)
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
 from dagster_slurm_launcher.naming import PAYLOAD_FILE
 
 
 class JournalingEventLogStorage(InMemoryEventLogStorage):
-    """Stores events in memory (the step reads some back) and appends each to the journal first."""
+    """Stores events in memory (the step reads some back) and appends each to the journal first.
 
-    def __init__(self, journal: JournalWriter) -> None:
+    Asset history comes from what the executor shipped (see :mod:`..asset_history`), overlaid
+    with what this step itself recorded, which is newer; a read that neither can answer fails.
+    """
+
+    def __init__(self, journal: JournalWriter, history: AssetHistory) -> None:
         super().__init__()
         self._journal = journal
+        self._history = history
 
     def store_event(self, event: EventLogEntry) -> None:
         self._journal.append(event)
@@ -47,8 +68,74 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
         for event in events:
             self.store_event(event)
 
+    def get_asset_records(self, asset_keys: Sequence[AssetKey] | None = None) -> Sequence[AssetRecord]:
+        if asset_keys is None:
+            raise unavailable("the records of every asset")
+        own = {r.asset_entry.asset_key: r for r in super().get_asset_records(asset_keys)}
+        records = []
+        for key in asset_keys:
+            shipped, mine = self._history.record(key), own.get(key)
+            if shipped is None or mine is None:
+                record = shipped or mine
+            elif mine.asset_entry.last_materialization_record is not None:
+                # The step materialized it: its own materialization is the latest.
+                entry = copy(shipped.asset_entry, last_materialization_record=mine.asset_entry.last_materialization_record,
+                             last_run_id=mine.asset_entry.last_run_id)
+                record = copy(shipped, asset_entry=entry)
+            else:
+                record = shipped
+            if record is not None:
+                records.append(record)
+        return records
 
-def worker_instance(journal: JournalWriter, artifacts_dir: str) -> DagsterInstance:
+    def get_latest_materialization_events(self, asset_keys: Iterable[AssetKey]) -> Mapping[AssetKey, EventLogEntry | None]:
+        asset_keys = list(asset_keys)
+        found = {r.asset_entry.asset_key: r.asset_entry.last_materialization for r in self.get_asset_records(asset_keys)}
+        return {key: found.get(key) for key in asset_keys}
+
+    def fetch_materializations(
+        self, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None = None, ascending: bool = False
+    ) -> EventRecordsResult:
+        return self._latest(MATERIALIZATION, records_filter, limit, cursor, ascending, super().fetch_materializations)
+
+    def fetch_observations(
+        self, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None = None, ascending: bool = False
+    ) -> EventRecordsResult:
+        return self._latest(OBSERVATION, records_filter, limit, cursor, ascending, super().fetch_observations)
+
+    def _latest(
+        self, kind: str, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None, ascending: bool,
+        fetch_own: Callable[..., EventRecordsResult],
+    ) -> EventRecordsResult:
+        key = records_filter if isinstance(records_filter, AssetKey) else records_filter.asset_key
+        partitions = None if isinstance(records_filter, AssetKey) else records_filter.asset_partitions
+        plain = isinstance(records_filter, AssetKey) or records_filter == AssetRecordsFilter(asset_key=key, asset_partitions=partitions)
+        if not (plain and limit == 1 and cursor is None and not ascending and (partitions is None or len(partitions) == 1)):
+            raise unavailable(f"fetch_{kind}s({records_filter!r}, limit={limit}, cursor={cursor!r}, ascending={ascending})")
+        own = fetch_own(records_filter, limit=1)
+        if own.records:
+            return own
+        if partitions:
+            shipped = self._history.latest_record_in_partition(key, partitions[0], kind)
+        else:
+            shipped = self._history.latest_record(key, kind)
+        if shipped is None:
+            return EventRecordsResult(records=[], cursor=EventLogCursor.from_storage_id(-1).to_string(), has_more=False)
+        return EventRecordsResult(records=[shipped], cursor=EventLogCursor.from_storage_id(shipped.storage_id).to_string(), has_more=True)
+
+    def get_latest_tags_by_partition(
+        self, asset_key: AssetKey, event_type: DagsterEventType, tag_keys: Sequence[str],
+        asset_partitions: Sequence[str] | None = None, before_cursor: int | None = None, after_cursor: int | None = None,
+    ) -> Mapping[str, Mapping[str, str]]:
+        if (event_type != DagsterEventType.ASSET_MATERIALIZATION or list(tag_keys) != [DATA_VERSION_TAG]
+                or asset_partitions is None or before_cursor is not None or after_cursor is not None):
+            raise unavailable(f"the latest tags {list(tag_keys)} by partition of asset {asset_key.to_user_string()}")
+        own = super().get_latest_tags_by_partition(asset_key, event_type, tag_keys, asset_partitions)
+        shipped = self._history.data_versions(asset_key, [p for p in asset_partitions if p not in own])
+        return {**{p: {DATA_VERSION_TAG: v} for p, v in shipped.items()}, **own}
+
+
+def worker_instance(journal: JournalWriter, artifacts_dir: str, history: AssetHistory) -> DagsterInstance:
     """An instance whose event log is the journal; outputs of the default IO manager go to
     ``<artifacts_dir>/storage`` on the shared filesystem, as they would go to
     ``$DAGSTER_HOME/storage``."""
@@ -56,7 +143,7 @@ def worker_instance(journal: JournalWriter, artifacts_dir: str) -> DagsterInstan
         instance_type=InstanceType.EPHEMERAL,
         local_artifact_storage=LocalArtifactStorage(artifacts_dir),
         run_storage=InMemoryRunStorage(),
-        event_storage=JournalingEventLogStorage(journal),
+        event_storage=JournalingEventLogStorage(journal, history),
         compute_log_manager=NoOpComputeLogManager(),
         run_coordinator=DefaultRunCoordinator(),
         run_launcher=SyncInMemoryRunLauncher(),
@@ -101,7 +188,8 @@ def run_step(step_folder: str) -> None:
     run = deserialize_value(payload["run"], DagsterRun)
     journal = _journal = JournalWriter(journal_path)
     try:
-        with worker_instance(journal, payload["artifacts_dir"]) as instance:
+        history = AssetHistory.from_json(payload["asset_history"])
+        with worker_instance(journal, payload["artifacts_dir"], history) as instance:
             plan_snapshot_id = None
             if payload.get("execution_plan_snapshot"):
                 # Runs with repository load data (cacheable assets) read it from their plan snapshot.

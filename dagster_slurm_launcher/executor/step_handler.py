@@ -26,6 +26,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._record import copy
 from dagster._serdes import serialize_value
 
+from dagster_slurm_launcher.asset_history import AssetHistory, StepView
+from dagster_slurm_launcher.asset_history import collect as collect_asset_history
 from dagster_slurm_launcher.executor.config import StepResources
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids
 from dagster_slurm_launcher.executor.output_sources import (
@@ -119,6 +121,7 @@ class SlurmStepHandler(StepHandler):
         self._read_failure_timeout = read_failure_timeout
         self._relay: Relay | None = None
         self._dynamic_partitions: set[str] = set()
+        self._job_def: JobDefinition | None = None
         self._cancelled = False
         self._continues = False
         self._plan_step_keys: list[str] = []
@@ -137,7 +140,8 @@ class SlurmStepHandler(StepHandler):
             self._client, plan_context.instance, plan_context.dagster_run, self._poll_interval,
             journal_grace=self._journal_grace, read_failure_timeout=self._read_failure_timeout,
         )
-        self._dynamic_partitions = _dynamic_partitions(plan_context.reconstructable_job.get_definition())
+        self._job_def = plan_context.reconstructable_job.get_definition()
+        self._dynamic_partitions = _dynamic_partitions(self._job_def)
         run = plan_context.dagster_run
         self._continues = plan_context.resume_from_failure or run.parent_run_id is not None
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
@@ -174,6 +178,7 @@ class SlurmStepHandler(StepHandler):
         payload = _payload(
             step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(),
             self._earlier_adoptions, self._plan_step_keys,
+            collect_asset_history(StepView(self._job_def, step_context.step, run, step_handler_context.instance), step_handler_context.instance),
         )
         meta = {"step_key": step_key, "run_id": run.run_id, "root_run_id": root_run_id, "job_name": name, "attempt": attempt}
         write_step_folder(
@@ -440,6 +445,7 @@ def _payload(
     tracked: Iterable[TrackedStep],
     earlier: Adoptions,
     plan_step_keys: Sequence[str],
+    history: AssetHistory,
 ) -> str:
     """What the step worker needs, including what it could not read from the instance itself."""
     run = step_handler_context.dagster_run
@@ -456,6 +462,7 @@ def _payload(
         "execution_plan_snapshot": plan_snapshot,
         "artifacts_dir": base_dir,  # the default IO manager writes under <base_dir>/storage
         "dynamic_partitions": {name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
+        "asset_history": history.to_json(),
     }
     return json.dumps(payload)
 

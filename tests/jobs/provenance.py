@@ -1,0 +1,74 @@
+"""Assets with code versions and readers of asset history, each as two jobs: on the
+multiprocess executor and on the Slurm executor, so that a test can compare what they record."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Definitions,
+    MaterializeResult,
+    StaticPartitionsDefinition,
+    asset,
+    define_asset_job,
+    multiprocess_executor,
+)
+
+from dagster_slurm_launcher import slurm_executor
+
+SLURM = slurm_executor.configured({"poll_interval": 1.0, "time": "00:10:00"}, name="slurm_parity")
+days = StaticPartitionsDefinition(["d1", "d2", "d3"])
+
+
+@asset(code_version="1")
+def upstream() -> int:
+    return 1
+
+
+@asset(code_version="1")
+def downstream(upstream: int) -> int:
+    return upstream + 1
+
+
+@asset(code_version="1", deps=[upstream])
+def reads_history(context: AssetExecutionContext) -> MaterializeResult:
+    """What user code sees of an upstream's history: its latest materialization."""
+    event = context.instance.get_latest_materialization_event(AssetKey("upstream"))
+    return MaterializeResult(metadata={"upstream_run": event.run_id if event else "none"})
+
+
+@asset(code_version="1", partitions_def=days)
+def daily(context: AssetExecutionContext) -> str:
+    return context.partition_key
+
+
+@asset(code_version="1", partitions_def=days)
+def daily_downstream(daily: str) -> str:
+    return daily + "!"
+
+
+@asset(code_version="1", deps=[upstream])
+def reads_unshipped_history(context: AssetExecutionContext) -> None:
+    context.instance.fetch_materializations(AssetKey("upstream"), limit=5)
+
+
+def both(name: str, selection: list[str]) -> list:
+    return [
+        define_asset_job(f"{name}_{suffix}", selection=selection, executor_def=executor)
+        for suffix, executor in (("multiprocess", multiprocess_executor), ("slurm", SLURM))
+    ]
+
+
+defs = Definitions(
+    assets=[upstream, downstream, reads_history, daily, daily_downstream, reads_unshipped_history],
+    jobs=[
+        *both("upstream", ["upstream"]),
+        *both("downstream", ["downstream", "reads_history"]),
+        *both("chain", ["upstream", "downstream", "reads_history"]),
+        *both("daily", ["daily"]),
+        *both("daily_downstream", ["daily_downstream"]),
+        *both("unshipped", ["reads_unshipped_history"]),
+    ],
+)
+
+# ReconstructableJob.for_file (how the tests and the step worker load a job) finds a job by its
+# name at module scope.
+globals().update({job.name: defs.resolve_job_def(job.name) for job in defs.jobs})
