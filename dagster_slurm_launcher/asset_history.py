@@ -56,7 +56,7 @@ def unavailable(what: str) -> AssetHistoryUnavailable:
         "there can read the latest materialization and observation (instance.get_asset_records, "
         "get_latest_materialization_event(s), fetch_materializations/fetch_observations with limit=1 "
         "and no partition or cursor filter) of the assets it materializes or depends on, and of the "
-        f"assets its '{HISTORY_TAG}' tag lists (for example tags={{'{HISTORY_TAG}': 'other_asset,a/b'}}), "
+        f"assets its '{HISTORY_TAG}' tag lists (for example @asset(op_tags={{'{HISTORY_TAG}': 'other_asset,a/b'}}), or tags= on an op), "
         "and the data versions of the upstream partitions it reads. Read other history in an op that "
         "runs in the run worker (an op tagged to use another executor) and pass it as an input."
     )

@@ -145,3 +145,11 @@ def test_the_executor_collects_the_data_versions_of_the_upstream_partitions_the_
         assert collected_partitions == {"d2"} and set(versions) == {"d2"}
         # and the latest in the run's partition, which an asset check of the asset would target
         assert history.latest_in_partition[(AssetKey("daily"), "d2")][MATERIALIZATION] is not None
+
+
+def test_the_assets_a_steps_tag_names_are_collected_too(tmp_path: Path) -> None:
+    from dagster import instance_for_test
+
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        history = collected(instance, "tagged_slurm", "reads_tagged_history")
+        assert set(history.records) == {AssetKey("reads_tagged_history"), AssetKey("downstream"), AssetKey("daily")}

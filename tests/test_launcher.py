@@ -205,3 +205,8 @@ def test_jobs_that_name_no_executor_get_the_slurm_executor_in_the_run_worker(mon
     assert unnamed.executor_def.name == "multi_or_in_process_executor"
     make_slurm_the_default_executor({}, {"partition": "batch"})
     assert unnamed.executor_def.name == "slurm"
+
+
+def test_a_heartbeat_timeout_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(ValueError, match="worker_heartbeat_timeout must be a positive number of seconds"):
+        SlurmRunLauncher(worker_heartbeat_timeout=0)

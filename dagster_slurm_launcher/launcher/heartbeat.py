@@ -74,6 +74,12 @@ def _beat(instance_ref: InstanceRef, run_id: str, me: WorkerProcess, interval: f
                     # Not sys.exit: the run belongs to the other worker now, and nothing here
                     # may report on it. The other worker skips events this one stored.
                     os._exit(REPLACED)
+                if run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED) and not interrupted:
+                    # CANCELED too: run monitoring may have given up waiting for this worker.
+                    log.warning("run is being terminated; interrupting the run worker", run_id=run_id)
+                    interrupted = True
+                    send_interrupt()
+                    continue
                 if run.is_finished:
                     # This worker finishes its run moments before it exits; still here two
                     # beats later, the run was finished by someone else (run monitoring).
@@ -82,10 +88,6 @@ def _beat(instance_ref: InstanceRef, run_id: str, me: WorkerProcess, interval: f
                         log.error("run finished by another process; stopping", run_id=run_id, status=run.status.value)
                         os._exit(REPLACED)
                     continue
-                if run.status == DagsterRunStatus.CANCELING and not interrupted:
-                    log.warning("run is being terminated; interrupting the run worker", run_id=run_id)
-                    interrupted = True
-                    send_interrupt()
                 beat(instance, run_id)
             except Exception:  # a missed beat is survivable; the timeout allows for several
                 log.warning("could not record the run worker's heartbeat", run_id=run_id, exc_info=True)

@@ -60,6 +60,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     def __init__(self, executor: Mapping[str, Any] | None = None, log_dir: str | None = None,
                  log_retention_days: float = 30.0, worker_heartbeat_timeout: float = 300.0,
                  inst_data: ConfigurableClassData | None = None) -> None:
+        if worker_heartbeat_timeout <= 0:
+            raise ValueError(f"worker_heartbeat_timeout must be a positive number of seconds, not {worker_heartbeat_timeout}")
         self._inst_data = inst_data
         self._executor_config = dict(executor or {})
         self._log_dir = log_dir

@@ -45,6 +45,12 @@ def daily_downstream(daily: str) -> str:
     return daily + "!"
 
 
+@asset(code_version="1", op_tags={"dagster-slurm/asset-history": "downstream, daily"})
+def reads_tagged_history(context: AssetExecutionContext) -> None:
+    """Reads the history of assets it does not depend on, named in its tag."""
+    context.log.info(f"downstream: {context.instance.get_latest_materialization_event(AssetKey('downstream')) is not None}")
+
+
 @asset(code_version="1", deps=[upstream])
 def reads_unshipped_history(context: AssetExecutionContext) -> None:
     context.instance.fetch_materializations(AssetKey("upstream"), limit=5)
@@ -58,7 +64,7 @@ def both(name: str, selection: list[str]) -> list:
 
 
 defs = Definitions(
-    assets=[upstream, downstream, reads_history, daily, daily_downstream, reads_unshipped_history],
+    assets=[upstream, downstream, reads_history, daily, daily_downstream, reads_tagged_history, reads_unshipped_history],
     jobs=[
         *both("upstream", ["upstream"]),
         *both("downstream", ["downstream", "reads_history"]),
@@ -66,6 +72,7 @@ defs = Definitions(
         *both("daily", ["daily"]),
         *both("daily_downstream", ["daily_downstream"]),
         *both("unshipped", ["reads_unshipped_history"]),
+        *both("tagged", ["reads_tagged_history"]),
     ],
 )
 
