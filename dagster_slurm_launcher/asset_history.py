@@ -54,8 +54,8 @@ def unavailable(what: str) -> AssetHistoryUnavailable:
     return AssetHistoryUnavailable(
         f"{what} is not available on compute nodes, which cannot reach the Dagster instance. A step "
         "there can read the latest materialization and observation (instance.get_asset_records, "
-        "get_latest_materialization_event(s), fetch_materializations/fetch_observations with limit=1 "
-        "and no partition or cursor filter) of the assets it materializes or depends on, and of the "
+        "get_latest_materialization_event(s), fetch_materializations/fetch_observations with limit=1, "
+        "no cursor and at most the run's partition) of the assets it materializes or depends on, and of the "
         f"assets its '{HISTORY_TAG}' tag lists (for example @asset(op_tags={{'{HISTORY_TAG}': 'other_asset,a/b'}}), or tags= on an op), "
         "and the data versions of the upstream partitions it reads. Read other history in an op that "
         "runs in the run worker (an op tagged to use another executor) and pass it as an input."
@@ -106,7 +106,7 @@ class AssetHistory:
                 for key, record in self.records.items()
             ],
             "latest_in_partition": [
-                {"key": key.path, "partition": partition, **{kind: None if r is None else serialize_value(r) for kind, r in kinds.items()}}
+                {"key": key.path, "partition": partition, **{kind: _to_json(r) for kind, r in kinds.items()}}
                 for (key, partition), kinds in self.latest_in_partition.items()
             ],
             "partition_data_versions": [
@@ -117,15 +117,12 @@ class AssetHistory:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> "AssetHistory":
-        def kinds(item: Mapping[str, Any]) -> dict[str, EventLogRecord | None]:
-            return {k: None if item[k] is None else deserialize_value(item[k], EventLogRecord) for k in (MATERIALIZATION, OBSERVATION)}
-
         records = {AssetKey(item["key"]): _record_from_json(item["record"]) for item in value["records"]}
-        observations = {
-            AssetKey(item["key"]): None if item[OBSERVATION] is None else deserialize_value(item[OBSERVATION], EventLogRecord)
-            for item in value["records"]
+        observations = {AssetKey(item["key"]): _event_record_from_json(item[OBSERVATION]) for item in value["records"]}
+        in_partition = {
+            (AssetKey(item["key"]), item["partition"]): {k: _event_record_from_json(item[k]) for k in (MATERIALIZATION, OBSERVATION)}
+            for item in value["latest_in_partition"]
         }
-        in_partition = {(AssetKey(item["key"]), item["partition"]): kinds(item) for item in value["latest_in_partition"]}
         versions = {
             AssetKey(item["key"]): (frozenset(item["partitions"]), item["versions"]) for item in value["partition_data_versions"]
         }
@@ -161,6 +158,10 @@ class StepView:
 
 def _to_json(value: object) -> str | None:
     return None if value is None else serialize_value(value)
+
+
+def _event_record_from_json(text: str | None) -> EventLogRecord | None:
+    return None if text is None else deserialize_value(text, EventLogRecord)
 
 
 def _record_to_json(record: AssetRecord | None) -> dict[str, Any] | None:

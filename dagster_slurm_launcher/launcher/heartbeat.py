@@ -9,7 +9,8 @@ undo them.
 
 Each beat also reads the run. A worker whose run's tags name another worker was taken for dead
 and replaced: it stops at once, without touching the run. A worker whose run was terminated
-(CANCELING: the launcher could not signal a worker on another host) interrupts itself, as
+(CANCELING, or already CANCELED by run monitoring: the launcher could not signal a worker on
+another host) interrupts itself, as
 Dagster's own cancellation does, and cancels its jobs. A worker whose run another process
 finished (failed by run monitoring) stops.
 """

@@ -69,7 +69,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         self._heartbeat_timeout = worker_heartbeat_timeout
         self._connected: Cluster | None = None
         self._spawned: list[int] = []
-        # run id -> (last heartbeat tag seen, when this process first saw it, when it last looked),
+        # run id -> (last heartbeat value seen, when this process first saw it, when it last looked),
         # times by time.monotonic()
         self._heartbeats: dict[str, tuple[str, float, float]] = {}
         super().__init__()
