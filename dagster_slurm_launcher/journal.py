@@ -22,9 +22,17 @@ from dagster._serdes import deserialize_value, serialize_value
 
 JOURNAL_FILE = "events.jsonl"
 END = b"END"
-OUTCOMES = frozenset(
-    {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
-)
+# Events that end a step for the executor. A resource that fails to initialise ends the step
+# with RESOURCE_INIT_FAILURE alone: the worker raises before any STEP_FAILURE, and
+# StepDelegatingExecutor.execute (its `is_resource_init_failure` branch) marks the step failed
+# and logs the STEP_FAILURE itself, without taking the step off its running steps; a later
+# health check that reported the job's end as a missing outcome would fail the step twice.
+OUTCOMES = frozenset({
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_UP_FOR_RETRY,
+    DagsterEventType.RESOURCE_INIT_FAILURE,
+})
 
 
 class JournalWriter:

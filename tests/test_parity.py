@@ -172,10 +172,7 @@ def test_history_not_shipped_to_the_compute_node_fails_the_step_saying_how_to_sh
 
 @pytest.mark.parametrize("job", [
     "dynamic",
-    pytest.param("failures", marks=pytest.mark.xfail(strict=False, reason=(
-        "issue 9, found by this test in CI: a step whose resource fails to initialise sometimes gets a second "
-        "STEP_FAILURE from the health check ('ended FAILED without reporting the step's outcome') although its "
-        "journal holds one, and the run stops before its other steps run"))),
+    "failures",
     "busy",
 ])
 def test_ops_record_the_same_events_logs_outputs_and_failures(code_dir: Path, instances: dict[str, DagsterInstance], job: str) -> None:
