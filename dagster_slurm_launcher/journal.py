@@ -34,6 +34,21 @@ OUTCOMES = frozenset({
     DagsterEventType.RESOURCE_INIT_FAILURE,
 })
 
+# The storage id the step worker's instance gives the event of journal record `seq`: above any id
+# an instance reaches, so that an id in an event can be told to point at an event of the same step
+# (an input's event pointer, a check's target materialization) and be rewritten by the relay to
+# the id the instance gave that event (see executor/step_ids.py).
+STEP_STORAGE_ID_BASE = 10**15
+
+
+def step_storage_id(seq: int) -> int:
+    return STEP_STORAGE_ID_BASE + seq
+
+
+def seq_of_step_storage_id(storage_id: int) -> int | None:
+    """The journal record a storage id points at, or None for an id of the instance."""
+    return storage_id - STEP_STORAGE_ID_BASE if storage_id > STEP_STORAGE_ID_BASE else None
+
 
 class JournalWriter:
     """Appends events to a journal file, each durable before :meth:`append` returns.
@@ -48,9 +63,11 @@ class JournalWriter:
         self._seq = _start_on_a_new_line(self._fd)
         self._at_line_start = True
 
-    def append(self, entry: EventLogEntry) -> None:
+    def append(self, entry: EventLogEntry) -> int:
+        """Write ``entry`` as the next record; its sequence number."""
         self._seq += 1
         self._write(f"{self._seq} {serialize_value(entry)}\n".encode("ascii"))
+        return self._seq
 
     def end(self) -> None:
         """Say that this worker writes nothing more (after an interrupted line, on a line of its own)."""

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -44,7 +45,7 @@ from dagster_slurm_launcher.asset_history import (
     AssetHistory,
     unavailable,
 )
-from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome, step_storage_id
 from dagster_slurm_launcher.naming import PAYLOAD_FILE
 
 
@@ -59,10 +60,16 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
         super().__init__()
         self._journal = journal
         self._history = history
+        self._seq = 0
 
     def store_event(self, event: EventLogEntry) -> None:
-        self._journal.append(event)
+        self._seq = self._journal.append(event)
         super().store_event(event)
+
+    def prepare_insert_event(self, event: EventLogEntry) -> Any:
+        # SqlEventLogStorage.store_event inserts with this statement and files the asset indexes
+        # under the id it returns: the id tells the relay which journal record an id points at.
+        return super().prepare_insert_event(event).values(id=step_storage_id(self._seq))
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         for event in events:

@@ -110,7 +110,9 @@ def step_events(instance: DagsterInstance, run_id: str, failure_messages: bool =
                       repr(data.user_failure_data.metadata) if data.user_failure_data else None)] += 1
             if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
-                step[("check", evaluation.check_name, evaluation.passed, _instance_neutral(repr(evaluation.metadata)))] += 1
+                target = evaluation.target_materialization_data
+                step[("check", evaluation.check_name, evaluation.passed, _instance_neutral(repr(evaluation.metadata)),
+                      _resolve_pointer(instance, target.storage_id) if target else None)] += 1
             if event.event_type == DagsterEventType.STEP_EXPECTATION_RESULT:
                 step[("expectation", repr(event.event_specific_data.expectation_result))] += 1
             if event.event_type == DagsterEventType.STEP_OUTPUT:
@@ -198,6 +200,13 @@ def test_assets_with_rich_metadata_and_a_multi_asset_record_the_same(code_dir: P
 def test_a_failing_blocking_check_records_the_same_and_skips_the_same(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
     run_ids = run_on_both(code_dir, instances, "checked", file="parity.py")
     assert_same_records(instances, run_ids, ["checked", "after_checked"])
+
+
+def test_pointers_to_what_the_same_step_recorded_match(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+    # `second` takes `first`, materialized by the same step a moment earlier; the check of
+    # `self_checked` targets the materialization its own step recorded.
+    run_ids = run_on_both(code_dir, instances, "same_step", file="parity.py")
+    assert_same_records(instances, run_ids, ["first", "second", "self_checked"])
 
 
 def test_static_and_dynamic_partitions_record_the_same(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:

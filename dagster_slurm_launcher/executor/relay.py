@@ -17,6 +17,7 @@ from dagster._core.execution.plan.outputs import StepOutputHandle
 from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.dagster_run import DagsterRun
 
+from dagster_slurm_launcher.executor.step_ids import StepIds
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import run_id_of_step_folder
@@ -66,6 +67,8 @@ class TrackedStep:
     """The worker's last line (``END``) was read."""
     outputs: set[StepOutputHandle] = field(default_factory=set)
     """The step's outputs its journal reported (where an adopted step's outputs come from)."""
+    ids: StepIds = field(default_factory=StepIds)
+    """Where the step's asset events are in the instance, for events that point at them."""
 
     @property
     def source_run_id(self) -> str:
@@ -204,6 +207,8 @@ class Relay:
             if entry.run_id != self._run.run_id:
                 # A job adopted from an earlier run of the lineage: its events belong to this run now.
                 entry = entry._replace(run_id=self._run.run_id)
+            entry = step.ids.rewrite(self._instance, entry)
+            step.ids.remember(record.seq, entry)
             if (entry.timestamp, entry.user_message) not in step.stored:
                 self._instance.handle_new_event(entry)
             if entry.dagster_event_type in OUTCOMES:

@@ -1,13 +1,16 @@
 """Jobs that exercise what a step can record, each on the multiprocess executor and on the Slurm
 executor: dynamic outputs, failures of every kind, retries, many log lines, a large output,
-rich metadata, a multi-asset, a blocking asset check, static and dynamic partitions."""
+rich metadata, a multi-asset, a blocking asset check, static and dynamic partitions, assets and
+a check that read what the same step recorded."""
 
 import ctypes
 import math
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     AssetOut,
     ConfigurableResource,
     Definitions,
@@ -162,6 +165,22 @@ def after_checked(checked: int) -> int:
     return checked
 
 
+# Within one step: `second`'s input pointer and the check's target are materializations the
+# step itself recorded a moment earlier.
+@multi_asset(
+    outs={"first": AssetOut(code_version="1"), "second": AssetOut(code_version="1")},
+    internal_asset_deps={"first": set(), "second": {AssetKey("first")}},
+)
+def chained_pair() -> tuple[int, int]:
+    return 1, 2
+
+
+@asset(code_version="1", check_specs=[AssetCheckSpec("is_positive", asset="self_checked")])
+def self_checked() -> object:
+    yield Output(3)
+    yield AssetCheckResult(passed=True, metadata={"value": 3})
+
+
 static = StaticPartitionsDefinition(["a", "b"])
 regions = DynamicPartitionsDefinition(name="regions")
 
@@ -189,6 +208,7 @@ def _jobs() -> list:
         jobs += [
             define_asset_job(f"assets_{suffix}", selection=["rich", "left", "right"], executor_def=executor),
             define_asset_job(f"checked_{suffix}", selection=["checked", "after_checked"], executor_def=executor),
+            define_asset_job(f"same_step_{suffix}", selection=["first", "second", "self_checked"], executor_def=executor),
             define_asset_job(f"per_letter_{suffix}", selection=["per_letter"], executor_def=executor),
             define_asset_job(f"per_region_{suffix}", selection=["per_region", "per_region_downstream"], executor_def=executor),
         ]
@@ -196,7 +216,7 @@ def _jobs() -> list:
 
 
 defs = Definitions(
-    assets=[rich, pair, checked, after_checked, per_letter, per_region, per_region_downstream],
+    assets=[rich, pair, checked, after_checked, chained_pair, self_checked, per_letter, per_region, per_region_downstream],
     asset_checks=[checked_is_positive],
     jobs=_jobs(),
 )
