@@ -2,8 +2,7 @@
 
 from importlib.metadata import version
 
-from dagster_slurm_launcher.asset_history import HISTORY_TAG, AssetHistoryUnavailable
-
+from dagster_slurm_launcher.asset_history import HISTORY_TAG, UnavailableOnComputeNode
 from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
 from dagster_slurm_launcher.launcher import SlurmRunLauncher
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
@@ -12,12 +11,12 @@ __version__ = version("dagster-slurm-launcher")
 
 __all__ = [
     "HISTORY_TAG",
-    "AssetHistoryUnavailable",
     "SBATCH_TAG",
     "SettingsError",
     "SlurmConfigError",
     "SlurmRunLauncher",
     "SlurmSettings",
+    "UnavailableOnComputeNode",
     "__version__",
     "load_settings",
     "slurm_executor",

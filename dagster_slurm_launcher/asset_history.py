@@ -46,19 +46,20 @@ MATERIALIZATION = "materialization"
 OBSERVATION = "observation"
 
 
-class AssetHistoryUnavailable(DagsterError):
-    """A step on a compute node read asset history that was not shipped with it."""
+class UnavailableOnComputeNode(DagsterError):
+    """A step on a compute node used a part of the Dagster instance that it cannot reach from
+    there: asset history that was not shipped with it, other runs, a write that would be lost."""
 
 
-def unavailable(what: str) -> AssetHistoryUnavailable:
-    return AssetHistoryUnavailable(
+def unavailable(what: str) -> UnavailableOnComputeNode:
+    return UnavailableOnComputeNode(
         f"{what} is not available on compute nodes, which cannot reach the Dagster instance. A step "
         "there can read the latest materialization and observation (instance.get_asset_records, "
         "get_latest_materialization_event(s), fetch_materializations/fetch_observations with limit=1, "
         "no cursor and at most the run's partition) of the assets it materializes or depends on, and of the "
         f"assets its '{HISTORY_TAG}' tag lists (for example @asset(op_tags={{'{HISTORY_TAG}': 'other_asset,a/b'}}), or tags= on an op), "
-        "and the data versions of the upstream partitions it reads. Read other history in an op that "
-        "runs in the run worker (an op tagged to use another executor) and pass it as an input."
+        "and the data versions of the upstream partitions it reads. Read other history in a sensor or "
+        "schedule and pass what the step needs in run config."
     )
 
 

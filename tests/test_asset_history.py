@@ -11,6 +11,7 @@ from dagster import (
     AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
 )
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.event_api import EventLogRecord
@@ -22,10 +23,10 @@ from dagster_slurm_launcher.asset_history import (
     MATERIALIZATION,
     OBSERVATION,
     AssetHistory,
-    AssetHistoryUnavailable,
+    UnavailableOnComputeNode,
 )
 from dagster_slurm_launcher.journal import JournalWriter
-from dagster_slurm_launcher.worker import worker_instance
+from dagster_slurm_launcher.step_instance import step_instance
 
 UPSTREAM = AssetKey("upstream")
 
@@ -54,7 +55,8 @@ def shipped() -> AssetHistory:
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
     journal = JournalWriter(str(tmp_path / "events.jsonl"))
-    with worker_instance(journal, str(tmp_path), shipped()) as instance:
+    instance, _ = step_instance(journal, str(tmp_path), shipped(), DagsterRun(job_name="job", run_id="this-run"), {})
+    with instance:
         yield instance
     journal.close()
 
@@ -102,7 +104,7 @@ def test_partition_data_versions_are_answered_for_the_partitions_shipped(instanc
         UPSTREAM, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], asset_partitions=["p3"]),
 ], ids=["unshipped asset", "every asset", "more than the latest", "another partition", "an unshipped partition"])
 def test_history_that_was_not_shipped_is_refused_saying_how_to_ship_it(instance: DagsterInstance, read) -> None:  # noqa: ANN001
-    with pytest.raises(AssetHistoryUnavailable, match="dagster-slurm/asset-history"):
+    with pytest.raises(UnavailableOnComputeNode, match="dagster-slurm/asset-history"):
         read(instance)
 
 

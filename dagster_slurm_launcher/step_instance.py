@@ -1,0 +1,258 @@
+"""The Dagster instance a step sees on a compute node, which cannot reach the real one.
+
+Its event log is the step's journal (the run worker relays it into the instance). It answers a
+read only where its answer is the one the real instance would give: the step's own run, the
+events the step recorded, the asset history and the dynamic partitions the executor shipped with
+the step (see :mod:`.asset_history`). Every other public method of Dagster's event log and run
+storages refuses with :class:`UnavailableOnComputeNode`, naming the method: a read would see
+only the step's private copy, and a write (a dynamic partition added, a run tag set) would be
+lost with it. Refusing by default means a method a new Dagster release adds is refused too,
+until it is known to be answered correctly.
+"""
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    EventRecordsResult,
+    RunsFilter,
+)
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.event_api import EventLogCursor
+from dagster._core.events.log import EventLogEntry
+from dagster._core.instance import InstanceType
+from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+from dagster._core.run_coordinator import DefaultRunCoordinator
+from dagster._core.snap import ExecutionPlanSnapshot
+from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.event_log.base import AssetRecord, EventLogStorage
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+from dagster._core.storage.root import LocalArtifactStorage
+from dagster._core.storage.runs import InMemoryRunStorage
+from dagster._core.storage.runs.base import RunStorage
+from dagster._record import copy
+
+from dagster_slurm_launcher.asset_history import (
+    MATERIALIZATION,
+    OBSERVATION,
+    AssetHistory,
+    UnavailableOnComputeNode,
+    unavailable,
+)
+from dagster_slurm_launcher.journal import JournalWriter, step_storage_id
+
+# Public methods of EventLogStorage that the in-memory storage answers as the instance would, or
+# that Dagster's storage code calls on itself; the asset-history reads are overridden below.
+_EVENT_LOG_ANSWERED = frozenset({
+    "store_event", "store_event_batch", "register_instance", "dispose", "alembic_version", "upgrade",
+    "get_asset_tags_to_index", "can_read_asset_status_cache", "can_write_asset_status_cache",
+    "default_run_scoped_event_tailer_offset", "optimize_for_webserver", "watch", "end_watch",
+    # The dynamic partitions shipped with the step, as the instance held them at submission.
+    "get_dynamic_partitions", "get_paginated_dynamic_partitions", "has_dynamic_partition",
+    "get_existing_dynamic_partitions",
+})
+# Public methods of RunStorage that the in-memory storage answers as the instance would.
+_RUN_ANSWERED = frozenset({
+    "register_instance", "dispose", "alembic_version", "optimize_for_webserver",
+    # The run's execution plan snapshot, shipped when the run has repository load data.
+    "add_execution_plan_snapshot", "get_execution_plan_snapshot", "has_execution_plan_snapshot",
+    "add_snapshot", "has_snapshot",
+})
+_WRITES = ("add_", "delete_", "wipe", "set_", "update_", "reindex", "handle_", "claim_", "free_", "initialize_", "migrate", "optimize", "replace_")
+
+
+def _refuse(name: str) -> Callable[..., Any]:
+    def refused(self: object, *args: object, **kwargs: object) -> Any:
+        raise refusal(f"instance.{name}", write=name.startswith(_WRITES))
+
+    refused.__name__ = name
+    return refused
+
+
+def refusal(what: str, write: bool = False) -> UnavailableOnComputeNode:
+    if write:
+        return UnavailableOnComputeNode(
+            f"{what} is not available on compute nodes, which cannot reach the Dagster instance: it would "
+            "change only the step's private copy of the instance, and be lost. Make the change from a sensor "
+            "or schedule (for dynamic partitions: SensorResult(dynamic_partitions_requests=...))."
+        )
+    return UnavailableOnComputeNode(
+        f"{what} is not available on compute nodes, which cannot reach the Dagster instance: a step there "
+        "sees its own run, the events it recorded itself, and the asset history and dynamic partitions "
+        "sent with it (README: 'Asset history on compute nodes'). Read what else the step needs in a "
+        "sensor or schedule and pass it in run config."
+    )
+
+
+def _refuse_the_rest(cls: type, base: type, answered: frozenset[str]) -> type:
+    """Make every public method of ``base`` that ``cls`` does not define and ``answered`` does
+    not list refuse."""
+    for name, member in inspect.getmembers(base):
+        if name.startswith("_") or isinstance(member, property) or not callable(member):
+            continue
+        if name not in answered and name not in cls.__dict__:
+            setattr(cls, name, _refuse(name))
+    return cls
+
+
+class JournalingEventLogStorage(InMemoryEventLogStorage):
+    """Stores events in memory (the step reads some back) and appends each to the journal first.
+
+    Asset history comes from what the executor shipped (see :mod:`..asset_history`), overlaid
+    with what this step itself recorded, which is newer; a read that neither can answer fails.
+    """
+
+    def __init__(self, journal: JournalWriter, history: AssetHistory, dynamic_partitions: Mapping[str, Sequence[str]]) -> None:
+        super().__init__()
+        self._journal = journal
+        self._history = history
+        self._seq = 0
+        for partitions_def_name, keys in dynamic_partitions.items():
+            super().add_dynamic_partitions(partitions_def_name, keys)
+
+    def store_event(self, event: EventLogEntry) -> None:
+        self._seq = self._journal.append(event)
+        super().store_event(event)
+
+    def prepare_insert_event(self, event: EventLogEntry) -> Any:
+        # SqlEventLogStorage.store_event inserts with this statement and files the asset indexes
+        # under the id it returns: the id tells the relay which journal record an id points at.
+        return super().prepare_insert_event(event).values(id=step_storage_id(self._seq))
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        for event in events:
+            self.store_event(event)
+
+    def get_asset_records(self, asset_keys: Sequence[AssetKey] | None = None) -> Sequence[AssetRecord]:
+        if asset_keys is None:
+            raise unavailable("the records of every asset")
+        own = {r.asset_entry.asset_key: r for r in super().get_asset_records(asset_keys)}
+        records = []
+        for key in asset_keys:
+            shipped, mine = self._history.record(key), own.get(key)
+            if shipped is None or mine is None:
+                record = shipped or mine
+            elif mine.asset_entry.last_materialization_record is not None:
+                # The step materialized it: its own materialization is the latest.
+                entry = copy(shipped.asset_entry, last_materialization_record=mine.asset_entry.last_materialization_record,
+                             last_run_id=mine.asset_entry.last_run_id)
+                record = copy(shipped, asset_entry=entry)
+            else:
+                record = shipped
+            if record is not None:
+                records.append(record)
+        return records
+
+    def get_latest_materialization_events(self, asset_keys: Iterable[AssetKey]) -> Mapping[AssetKey, EventLogEntry | None]:
+        asset_keys = list(asset_keys)
+        found = {r.asset_entry.asset_key: r.asset_entry.last_materialization for r in self.get_asset_records(asset_keys)}
+        return {key: found.get(key) for key in asset_keys}
+
+    def fetch_materializations(
+        self, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None = None, ascending: bool = False
+    ) -> EventRecordsResult:
+        return self._latest(MATERIALIZATION, records_filter, limit, cursor, ascending, super().fetch_materializations)
+
+    def fetch_observations(
+        self, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None = None, ascending: bool = False
+    ) -> EventRecordsResult:
+        return self._latest(OBSERVATION, records_filter, limit, cursor, ascending, super().fetch_observations)
+
+    def _latest(
+        self, kind: str, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None, ascending: bool,
+        fetch_own: Callable[..., EventRecordsResult],
+    ) -> EventRecordsResult:
+        key = records_filter if isinstance(records_filter, AssetKey) else records_filter.asset_key
+        partitions = None if isinstance(records_filter, AssetKey) else records_filter.asset_partitions
+        plain = isinstance(records_filter, AssetKey) or records_filter == AssetRecordsFilter(asset_key=key, asset_partitions=partitions)
+        if not (plain and limit == 1 and cursor is None and not ascending and (partitions is None or len(partitions) == 1)):
+            raise unavailable(f"fetch_{kind}s({records_filter!r}, limit={limit}, cursor={cursor!r}, ascending={ascending})")
+        own = fetch_own(records_filter, limit=1)
+        if own.records:
+            return own
+        if partitions:
+            shipped = self._history.latest_record_in_partition(key, partitions[0], kind)
+        else:
+            shipped = self._history.latest_record(key, kind)
+        if shipped is None:
+            return EventRecordsResult(records=[], cursor=EventLogCursor.from_storage_id(-1).to_string(), has_more=False)
+        return EventRecordsResult(records=[shipped], cursor=EventLogCursor.from_storage_id(shipped.storage_id).to_string(), has_more=True)
+
+    def get_latest_tags_by_partition(
+        self, asset_key: AssetKey, event_type: DagsterEventType, tag_keys: Sequence[str],
+        asset_partitions: Sequence[str] | None = None, before_cursor: int | None = None, after_cursor: int | None = None,
+    ) -> Mapping[str, Mapping[str, str]]:
+        if (event_type != DagsterEventType.ASSET_MATERIALIZATION or list(tag_keys) != [DATA_VERSION_TAG]
+                or asset_partitions is None or before_cursor is not None or after_cursor is not None):
+            raise unavailable(f"the latest tags {list(tag_keys)} by partition of asset {asset_key.to_user_string()}")
+        own = super().get_latest_tags_by_partition(asset_key, event_type, tag_keys, asset_partitions)
+        shipped = self._history.data_versions(asset_key, [p for p in asset_partitions if p not in own])
+        return {**{p: {DATA_VERSION_TAG: v} for p, v in shipped.items()}, **own}
+
+
+
+class StepRunStorage(InMemoryRunStorage):
+    """Holds the step's run, and answers for it alone."""
+
+    def __init__(self, run: DagsterRun, plan_snapshot: ExecutionPlanSnapshot | None) -> None:
+        super().__init__()
+        plan_snapshot_id = super().add_execution_plan_snapshot(plan_snapshot) if plan_snapshot else None
+        # The job snapshot lives in the real instance only; executing a step does not need it.
+        self.run = run._replace(job_snapshot_id=None, execution_plan_snapshot_id=plan_snapshot_id)
+        super().add_run(self.run)
+
+    def _answer(self, method: str, filters: RunsFilter | None) -> None:
+        if filters != RunsFilter(run_ids=[self.run.run_id]):
+            raise refusal(f"instance.{method} for anything but the step's own run ({filters!r})")
+
+    def get_runs(self, filters: RunsFilter | None = None, cursor: str | None = None, limit: int | None = None,
+                 bucket_by: Any = None, ascending: bool = False) -> Sequence[DagsterRun]:
+        self._answer("get_runs", filters)
+        return super().get_runs(filters, cursor, limit, bucket_by, ascending)
+
+    def get_run_records(self, filters: RunsFilter | None = None, limit: int | None = None, order_by: str | None = None,
+                        ascending: bool = False, cursor: str | None = None, bucket_by: Any = None) -> Sequence[Any]:
+        self._answer("get_run_records", filters)
+        return super().get_run_records(filters, limit, order_by, ascending, cursor, bucket_by)
+
+    def get_run_ids(self, filters: RunsFilter | None = None, cursor: str | None = None, limit: int | None = None) -> Sequence[str]:
+        self._answer("get_run_ids", filters)
+        return super().get_run_ids(filters, cursor, limit)
+
+    def get_runs_count(self, filters: RunsFilter | None = None) -> int:
+        self._answer("get_runs_count", filters)
+        return super().get_runs_count(filters)
+
+
+_refuse_the_rest(JournalingEventLogStorage, EventLogStorage, _EVENT_LOG_ANSWERED)
+_refuse_the_rest(StepRunStorage, RunStorage, _RUN_ANSWERED)
+
+
+def step_instance(
+    journal: JournalWriter, artifacts_dir: str, history: AssetHistory, run: DagsterRun,
+    dynamic_partitions: Mapping[str, Sequence[str]], plan_snapshot: ExecutionPlanSnapshot | None = None,
+) -> tuple[DagsterInstance, DagsterRun]:
+    """The step's instance, holding ``run``, and the run as stored there.
+
+    Its event log is the journal; outputs of the default IO manager go to
+    ``<artifacts_dir>/storage`` on the shared filesystem, as they would go to
+    ``$DAGSTER_HOME/storage``. ``plan_snapshot``: the run's, when it has repository load data
+    (cacheable assets read it from there).
+    """
+    run_storage = StepRunStorage(run, plan_snapshot)
+    instance = DagsterInstance(
+        instance_type=InstanceType.EPHEMERAL,
+        local_artifact_storage=LocalArtifactStorage(artifacts_dir),
+        run_storage=run_storage,
+        event_storage=JournalingEventLogStorage(journal, history, dynamic_partitions),
+        compute_log_manager=NoOpComputeLogManager(),
+        run_coordinator=DefaultRunCoordinator(),
+        run_launcher=SyncInMemoryRunLauncher(),
+    )
+    return instance, run_storage.run
