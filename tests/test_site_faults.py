@@ -226,6 +226,7 @@ def test_hundreds_of_steps_in_flight_complete_each_as_one_job(code_dir: Path, in
 def test_nfs_default_caching_on_the_login_node_loses_nothing(code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
     # An NFS client's defaults: directory entries (negative ones too) cached for up to 60 s.
     monkeypatch.setenv("LAB_FS_CACHE", "60:3")
+    monkeypatch.setenv("DAGSTER_SLURM_JOURNAL_GRACE", "90")  # the default, which exceeds NFS's 60 s
     lab.restart("sshd")
     try:
         result = run(code_dir, "noisy_job", instance)
