@@ -72,14 +72,14 @@ def materializations(instance: DagsterInstance, key: str) -> list[dict[str, obje
     return out
 
 
-def _resolve_pointer(instance: DagsterInstance, storage_id: int) -> tuple[str, str | None, int] | str:
+def _resolve_pointer(instance: DagsterInstance, storage_id: int) -> tuple[str, str, str | None, int] | str:
     run_order = [r.run_id for r in reversed(instance.get_runs())]
     for key in instance.get_asset_keys():
-        for record in instance.fetch_materializations(key, limit=100).records:
-            if record.storage_id == storage_id:
-                m = record.event_log_entry.asset_materialization
-                return key.to_user_string(), m.partition, run_order.index(record.event_log_entry.run_id)
-    return f"no materialization with storage id {storage_id}"
+        for kind, fetch in (("materialization", instance.fetch_materializations), ("observation", instance.fetch_observations)):
+            for record in fetch(key, limit=100).records:
+                if record.storage_id == storage_id:
+                    return kind, key.to_user_string(), record.partition_key, run_order.index(record.event_log_entry.run_id)
+    return "no asset event with that storage id"
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -140,6 +140,8 @@ def test_data_versions_and_input_pointers_match_across_two_runs(code_dir: Path, 
     run_on_both(code_dir, instances, "upstream")
     run_ids = run_on_both(code_dir, instances, "downstream")
     assert_same_records(instances, run_ids, ["upstream", "downstream", "reads_history"])
+    # An asset whose dagster-slurm/asset-history tag names assets it does not depend on reads them.
+    assert_same_records(instances, run_on_both(code_dir, instances, "tagged"), [])
     tags = data_version_tags(instances["slurm"], "downstream")
     assert tags["dagster/input_data_version/upstream"] == data_version_tags(instances["slurm"], "upstream")["dagster/data_version"]
     # The step saw upstream's materialization from the first run (the metadata holds its run id).
@@ -158,6 +160,15 @@ def test_partition_data_versions_match(code_dir: Path, instances: dict[str, Dags
         run_on_both(code_dir, instances, "daily", tags={"dagster/partition": partition})
     run_ids = run_on_both(code_dir, instances, "daily_downstream", tags={"dagster/partition": "d2"})
     assert_same_records(instances, run_ids, ["daily", "daily_downstream"])
+    # Unpartitioned, reading every partition (AllPartitionMapping).
+    assert_same_records(instances, run_on_both(code_dir, instances, "daily_total"), ["daily_total"])
+
+
+def test_an_asset_downstream_of_an_observed_source_records_the_same(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+    run_on_both(code_dir, instances, "observe")
+    run_ids = run_on_both(code_dir, instances, "from_source")
+    assert_same_records(instances, run_ids, ["from_source"])
+    assert data_version_tags(instances["slurm"], "from_source")["dagster/input_data_version/source"] == "s1"
 
 
 def test_history_not_shipped_to_the_compute_node_fails_the_step_saying_how_to_ship_it(

@@ -2,14 +2,18 @@
 multiprocess executor and on the Slurm executor, so that a test can compare what they record."""
 
 from dagster import (
+    AllPartitionMapping,
     AssetExecutionContext,
+    AssetIn,
     AssetKey,
+    DataVersion,
     Definitions,
     MaterializeResult,
     StaticPartitionsDefinition,
     asset,
     define_asset_job,
     multiprocess_executor,
+    observable_source_asset,
 )
 
 from dagster_slurm_launcher import slurm_executor
@@ -30,9 +34,14 @@ def downstream(upstream: int) -> int:
 
 @asset(code_version="1", deps=[upstream])
 def reads_history(context: AssetExecutionContext) -> MaterializeResult:
-    """What user code sees of an upstream's history: its latest materialization."""
+    """What user code sees of an upstream's history: its latest materialization, and the record
+    of its data version."""
     event = context.instance.get_latest_materialization_event(AssetKey("upstream"))
-    return MaterializeResult(metadata={"upstream_run": event.run_id if event else "none"})
+    record = context.instance.get_latest_data_version_record(AssetKey("upstream"))
+    return MaterializeResult(metadata={
+        "upstream_run": event.run_id if event else "none",
+        "upstream_data_version": record.asset_materialization.tags["dagster/data_version"] if record else "none",
+    })
 
 
 @asset(code_version="1", partitions_def=days)
@@ -43,6 +52,22 @@ def daily(context: AssetExecutionContext) -> str:
 @asset(code_version="1", partitions_def=days)
 def daily_downstream(daily: str) -> str:
     return daily + "!"
+
+
+@asset(code_version="1", ins={"daily": AssetIn(partition_mapping=AllPartitionMapping())})
+def daily_total(daily: dict[str, str]) -> str:
+    """Unpartitioned, reads every partition of `daily`: provenance takes each one's data version."""
+    return ",".join(sorted(daily))
+
+
+@observable_source_asset
+def source() -> DataVersion:
+    return DataVersion("s1")
+
+
+@asset(code_version="1", deps=[source])
+def from_source() -> None:
+    """Its provenance takes the source's latest observation."""
 
 
 @asset(code_version="1", op_tags={"dagster-slurm/asset-history": "downstream, daily"})
@@ -64,13 +89,17 @@ def both(name: str, selection: list[str]) -> list:
 
 
 defs = Definitions(
-    assets=[upstream, downstream, reads_history, daily, daily_downstream, reads_tagged_history, reads_unshipped_history],
+    assets=[upstream, downstream, reads_history, daily, daily_downstream, daily_total, source, from_source,
+            reads_tagged_history, reads_unshipped_history],
     jobs=[
         *both("upstream", ["upstream"]),
         *both("downstream", ["downstream", "reads_history"]),
         *both("chain", ["upstream", "downstream", "reads_history"]),
         *both("daily", ["daily"]),
         *both("daily_downstream", ["daily_downstream"]),
+        *both("daily_total", ["daily_total"]),
+        *both("observe", ["source"]),
+        *both("from_source", ["from_source"]),
         *both("unshipped", ["reads_unshipped_history"]),
         *both("tagged", ["reads_tagged_history"]),
     ],
