@@ -31,10 +31,10 @@ from dagster_slurm_launcher.step_instance import step_instance
 UPSTREAM = AssetKey("upstream")
 
 
-def materialization(key: AssetKey, run_id: str, data_version: str) -> EventLogEntry:
+def materialization(key: AssetKey, run_id: str, data_version: str, partition: str | None = None) -> EventLogEntry:
     event = DagsterEvent(
         event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="job",
-        event_specific_data=StepMaterializationData(AssetMaterialization(key, tags={DATA_VERSION_TAG: data_version})),
+        event_specific_data=StepMaterializationData(AssetMaterialization(key, partition=partition, tags={DATA_VERSION_TAG: data_version})),
     )
     return EventLogEntry(error_info=None, level=20, user_message="", run_id=run_id, timestamp=1.0, dagster_event=event)
 
@@ -155,3 +155,26 @@ def test_the_assets_a_steps_tag_names_are_collected_too(tmp_path: Path) -> None:
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         history = collected(instance, "tagged_slurm", "reads_tagged_history")
         assert set(history.records) == {AssetKey("reads_tagged_history"), AssetKey("downstream"), AssetKey("daily")}
+
+
+def _shipped_bytes(history: AssetHistory) -> int:
+    import json
+
+    return len(json.dumps(history.to_json()))
+
+
+def test_what_is_shipped_stays_small_when_a_step_reads_2000_upstream_partitions() -> None:
+    from tests.jobs.provenance import wide
+
+    with DagsterInstance.ephemeral() as instance:  # in memory: 2,000 events stored in a moment
+        instance.event_log_storage.store_event_batch([
+            materialization(AssetKey("wide_upstream"), "earlier-run", f"version-of-{p}", partition=p) for p in wide.get_partition_keys()
+        ])
+        every = collected(instance, "wide_slurm", "reads_all_of_wide")
+        last_99 = collected(instance, "wide_slurm", "reads_99_of_wide", {"dagster/partition": "2025-06-22"})
+    # All 2,000: Dagster's provenance code reads the asset's latest record, not the partitions,
+    # so none is shipped. 99: each one's data version is.
+    assert AssetKey("wide_upstream") not in every.partition_data_versions
+    assert len(last_99.partition_data_versions[AssetKey("wide_upstream")][1]) == 99
+    assert _shipped_bytes(every) < 8 * 2**10, _shipped_bytes(every)
+    assert _shipped_bytes(last_99) < 16 * 2**10, _shipped_bytes(last_99)

@@ -6,10 +6,12 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    DailyPartitionsDefinition,
     DataVersion,
     Definitions,
     MaterializeResult,
     StaticPartitionsDefinition,
+    TimeWindowPartitionMapping,
     asset,
     define_asset_job,
     multiprocess_executor,
@@ -20,6 +22,9 @@ from dagster_slurm_launcher import slurm_executor
 
 SLURM = slurm_executor.configured({"poll_interval": 1.0, "time": "00:10:00"}, name="slurm_parity")
 days = StaticPartitionsDefinition(["d1", "d2", "d3"])
+# A wide upstream: 2,000 days, read all at once or the last 99 days at a time (Dagster's provenance
+# code reads each partition's data version below 100 partitions per input, and none from 100 on).
+wide = DailyPartitionsDefinition(start_date="2020-01-01", end_date="2025-06-23")
 
 
 @asset(code_version="1")
@@ -60,6 +65,22 @@ def daily_total(daily: dict[str, str]) -> str:
     return ",".join(sorted(daily))
 
 
+@asset(partitions_def=wide)
+def wide_upstream(context: AssetExecutionContext) -> str:
+    return context.partition_key
+
+
+@asset(code_version="1", ins={"wide_upstream": AssetIn(partition_mapping=AllPartitionMapping())})
+def reads_all_of_wide(wide_upstream: dict[str, str]) -> int:
+    return len(wide_upstream)
+
+
+@asset(code_version="1", partitions_def=wide,
+       ins={"wide_upstream": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-98))})
+def reads_99_of_wide(wide_upstream: dict[str, str]) -> int:
+    return len(wide_upstream)
+
+
 @observable_source_asset
 def source() -> DataVersion:
     return DataVersion("s1")
@@ -90,6 +111,7 @@ def both(name: str, selection: list[str]) -> list:
 
 defs = Definitions(
     assets=[upstream, downstream, reads_history, daily, daily_downstream, daily_total, source, from_source,
+            wide_upstream, reads_all_of_wide, reads_99_of_wide,
             reads_tagged_history, reads_unshipped_history],
     jobs=[
         *both("upstream", ["upstream"]),
@@ -99,6 +121,7 @@ defs = Definitions(
         *both("daily_downstream", ["daily_downstream"]),
         *both("daily_total", ["daily_total"]),
         *both("observe", ["source"]),
+        *both("wide", ["reads_all_of_wide", "reads_99_of_wide"]),
         *both("from_source", ["from_source"]),
         *both("unshipped", ["reads_unshipped_history"]),
         *both("tagged", ["reads_tagged_history"]),
