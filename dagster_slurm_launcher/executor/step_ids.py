@@ -49,17 +49,13 @@ class StepIds:
         event = entry.dagster_event
         if event is None:
             return entry
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            data = event.step_materialization_data
-            tags = self._rewrite_pointers(instance, entry, data.materialization.tags)
+        if event.event_type in _ASSET_EVENTS:
+            data = event.event_specific_data
+            field = "materialization" if event.event_type == DagsterEventType.ASSET_MATERIALIZATION else "asset_observation"
+            asset_event = getattr(data, field)
+            tags = self._rewrite_pointers(instance, entry, asset_event.tags)
             if tags is not None:
-                data = data._replace(materialization=data.materialization._replace(tags=tags))
-                return entry._replace(dagster_event=event._replace(event_specific_data=data))
-        elif event.event_type == DagsterEventType.ASSET_OBSERVATION:
-            data = event.asset_observation_data
-            tags = self._rewrite_pointers(instance, entry, data.asset_observation.tags)
-            if tags is not None:
-                data = data._replace(asset_observation=data.asset_observation._replace(tags=tags))
+                data = data._replace(**{field: asset_event._replace(tags=tags)})
                 return entry._replace(dagster_event=event._replace(event_specific_data=data))
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
