@@ -28,7 +28,6 @@ from dagster._core.definitions.data_version import (
     DATA_VERSION_TAG,
     SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD,
 )
-from dagster._core.errors import DagsterError
 from dagster._core.event_api import EventLogRecord
 from dagster._core.execution.context.system import (
     PlanExecutionContext,
@@ -38,29 +37,10 @@ from dagster._core.execution.plan.step import ExecutionStep
 from dagster._core.storage.event_log.base import AssetEntry, AssetRecord
 from dagster._serdes import deserialize_value, serialize_value
 
-HISTORY_TAG = "dagster-slurm/asset-history"
-"""Op/asset tag: further asset keys (``a/b``, comma-separated) whose latest materialization
-and observation the step may read on the compute node."""
+from dagster_slurm_launcher.unavailable import HISTORY_TAG, beyond_the_latest, unshipped_asset
 
 MATERIALIZATION = "materialization"
 OBSERVATION = "observation"
-
-
-class UnavailableOnComputeNode(DagsterError):
-    """A step on a compute node used a part of the Dagster instance that it cannot reach from
-    there: asset history that was not shipped with it, other runs, a write that would be lost."""
-
-
-def unavailable(what: str) -> UnavailableOnComputeNode:
-    return UnavailableOnComputeNode(
-        f"{what} is not available on compute nodes, which cannot reach the Dagster instance. A step "
-        "there can read the latest materialization and observation (instance.get_asset_records, "
-        "get_latest_materialization_event(s), fetch_materializations/fetch_observations with limit=1, "
-        "no cursor and at most the run's partition) of the assets it materializes or depends on, and of the "
-        f"assets its '{HISTORY_TAG}' tag lists (for example @asset(op_tags={{'{HISTORY_TAG}': 'other_asset,a/b'}}), or tags= on an op), "
-        "and the data versions of the upstream partitions it reads. Read other history in a sensor or "
-        "schedule and pass what the step needs in run config."
-    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +59,7 @@ class AssetHistory:
 
     def record(self, key: AssetKey) -> AssetRecord | None:
         if key not in self.records:
-            raise unavailable(f"the history of asset {key.to_user_string()}")
+            raise unshipped_asset(f"the history of asset {key.to_user_string()}")
         return self.records[key]
 
     def latest_record(self, key: AssetKey, kind: str) -> EventLogRecord | None:
@@ -91,13 +71,13 @@ class AssetHistory:
 
     def latest_record_in_partition(self, key: AssetKey, partition: str, kind: str) -> EventLogRecord | None:
         if (key, partition) not in self.latest_in_partition:
-            raise unavailable(f"the history of partition {partition} of asset {key.to_user_string()}")
+            raise beyond_the_latest(f"the history of partition {partition} of asset {key.to_user_string()}")
         return self.latest_in_partition[(key, partition)][kind]
 
     def data_versions(self, key: AssetKey, partitions: Sequence[str]) -> Mapping[str, str]:
         collected, versions = self.partition_data_versions.get(key, (frozenset(), {}))
         if not collected.issuperset(partitions):
-            raise unavailable(f"the data versions of partitions of asset {key.to_user_string()}")
+            raise beyond_the_latest(f"the data versions of partitions {list(partitions)} of asset {key.to_user_string()}")
         return {p: versions[p] for p in partitions if p in versions}
 
     def to_json(self) -> dict[str, Any]:

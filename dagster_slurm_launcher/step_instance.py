@@ -11,7 +11,8 @@ until it is known to be answered correctly.
 """
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set as AbstractSet
 from typing import Any
 
 from dagster import (
@@ -38,31 +39,22 @@ from dagster._core.storage.runs import InMemoryRunStorage
 from dagster._core.storage.runs.base import RunStorage
 from dagster._record import copy
 
-from dagster_slurm_launcher.asset_history import (
-    MATERIALIZATION,
-    OBSERVATION,
-    AssetHistory,
-    UnavailableOnComputeNode,
-    unavailable,
-)
+from dagster_slurm_launcher.asset_history import MATERIALIZATION, OBSERVATION, AssetHistory
 from dagster_slurm_launcher.journal import JournalWriter, step_storage_id
+from dagster_slurm_launcher.unavailable import beyond_the_latest, refusal
 
 # Public methods of EventLogStorage that the in-memory storage answers as the instance would, or
 # that Dagster's storage code calls on itself; the asset-history reads are overridden below.
 _EVENT_LOG_ANSWERED = frozenset({
     "store_event", "store_event_batch", "register_instance", "dispose", "alembic_version", "upgrade",
     "get_asset_tags_to_index", "can_read_asset_status_cache", "can_write_asset_status_cache",
-    "default_run_scoped_event_tailer_offset", "optimize_for_webserver", "watch", "end_watch",
-    # The dynamic partitions shipped with the step, as the instance held them at submission.
-    "get_dynamic_partitions", "get_paginated_dynamic_partitions", "has_dynamic_partition",
-    "get_existing_dynamic_partitions",
+    "default_run_scoped_event_tailer_offset", "watch", "end_watch",
 })
 # Public methods of RunStorage that the in-memory storage answers as the instance would.
 _RUN_ANSWERED = frozenset({
-    "register_instance", "dispose", "alembic_version", "optimize_for_webserver",
+    "register_instance", "dispose", "alembic_version",
     # The run's execution plan snapshot, shipped when the run has repository load data.
-    "add_execution_plan_snapshot", "get_execution_plan_snapshot", "has_execution_plan_snapshot",
-    "add_snapshot", "has_snapshot",
+    "get_execution_plan_snapshot", "has_execution_plan_snapshot", "has_snapshot",
 })
 _WRITES = ("add_", "delete_", "wipe", "set_", "update_", "reindex", "handle_", "claim_", "free_", "initialize_", "migrate", "optimize", "replace_")
 
@@ -75,22 +67,7 @@ def _refuse(name: str) -> Callable[..., Any]:
     return refused
 
 
-def refusal(what: str, write: bool = False) -> UnavailableOnComputeNode:
-    if write:
-        return UnavailableOnComputeNode(
-            f"{what} is not available on compute nodes, which cannot reach the Dagster instance: it would "
-            "change only the step's private copy of the instance, and be lost. Make the change from a sensor "
-            "or schedule (for dynamic partitions: SensorResult(dynamic_partitions_requests=...))."
-        )
-    return UnavailableOnComputeNode(
-        f"{what} is not available on compute nodes, which cannot reach the Dagster instance: a step there "
-        "sees its own run, the events it recorded itself, and the asset history and dynamic partitions "
-        "sent with it (README: 'Asset history on compute nodes'). Read what else the step needs in a "
-        "sensor or schedule and pass it in run config."
-    )
-
-
-def _refuse_the_rest(cls: type, base: type, answered: frozenset[str]) -> type:
+def _refuse_the_rest(cls: type, base: type, answered: frozenset[str]) -> None:
     """Make every public method of ``base`` that ``cls`` does not define and ``answered`` does
     not list refuse."""
     for name, member in inspect.getmembers(base):
@@ -98,7 +75,6 @@ def _refuse_the_rest(cls: type, base: type, answered: frozenset[str]) -> type:
             continue
         if name not in answered and name not in cls.__dict__:
             setattr(cls, name, _refuse(name))
-    return cls
 
 
 class JournalingEventLogStorage(InMemoryEventLogStorage):
@@ -112,18 +88,33 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
         super().__init__()
         self._journal = journal
         self._history = history
-        self._seq = 0
+        self._dynamic_partitions = frozenset(dynamic_partitions)
         for partitions_def_name, keys in dynamic_partitions.items():
             super().add_dynamic_partitions(partitions_def_name, keys)
+        # User code may record events from threads of its own: a journal record and the id its
+        # event gets must stay one pair, and records reach the journal in sequence order.
+        self._lock = threading.Lock()
+        self._inserting: int | None = None
 
     def store_event(self, event: EventLogEntry) -> None:
-        self._seq = self._journal.append(event)
-        super().store_event(event)
+        with self._lock:
+            self._inserting = self._journal.append(event)
+            try:
+                super().store_event(event)
+                if self._inserting is not None:
+                    # SqlEventLogStorage.store_event no longer builds its insert with
+                    # prepare_insert_event: events would get ids the relay cannot tell apart
+                    # from the instance's, and pointers between them would go wrong silently.
+                    raise RuntimeError("this Dagster release stores events differently: upgrade dagster-slurm-launcher")
+            finally:
+                self._inserting = None
 
     def prepare_insert_event(self, event: EventLogEntry) -> Any:
         # SqlEventLogStorage.store_event inserts with this statement and files the asset indexes
         # under the id it returns: the id tells the relay which journal record an id points at.
-        return super().prepare_insert_event(event).values(id=step_storage_id(self._seq))
+        assert self._inserting is not None, "prepare_insert_event outside store_event"
+        seq, self._inserting = self._inserting, None
+        return super().prepare_insert_event(event).values(id=step_storage_id(seq))
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         for event in events:
@@ -131,11 +122,14 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
 
     def get_asset_records(self, asset_keys: Sequence[AssetKey] | None = None) -> Sequence[AssetRecord]:
         if asset_keys is None:
-            raise unavailable("the records of every asset")
+            raise refusal("instance.get_asset_records() of every asset")
         own = {r.asset_entry.asset_key: r for r in super().get_asset_records(asset_keys)}
         records = []
         for key in asset_keys:
-            shipped, mine = self._history.record(key), own.get(key)
+            mine = own.get(key)
+            # An asset the step materialized without declaring it (a runtime AssetMaterialization)
+            # has no shipped history; its own record is the latest.
+            shipped = self._history.record(key) if key in self._history.records or mine is None else None
             if shipped is None or mine is None:
                 record = shipped or mine
             elif mine.asset_entry.last_materialization_record is not None:
@@ -172,7 +166,7 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
         partitions = None if isinstance(records_filter, AssetKey) else records_filter.asset_partitions
         plain = isinstance(records_filter, AssetKey) or records_filter == AssetRecordsFilter(asset_key=key, asset_partitions=partitions)
         if not (plain and limit == 1 and cursor is None and not ascending and (partitions is None or len(partitions) == 1)):
-            raise unavailable(f"fetch_{kind}s({records_filter!r}, limit={limit}, cursor={cursor!r}, ascending={ascending})")
+            raise beyond_the_latest(f"fetch_{kind}s({records_filter!r}, limit={limit}, cursor={cursor!r}, ascending={ascending})")
         own = fetch_own(records_filter, limit=1)
         if own.records:
             return own
@@ -190,11 +184,32 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
     ) -> Mapping[str, Mapping[str, str]]:
         if (event_type != DagsterEventType.ASSET_MATERIALIZATION or list(tag_keys) != [DATA_VERSION_TAG]
                 or asset_partitions is None or before_cursor is not None or after_cursor is not None):
-            raise unavailable(f"the latest tags {list(tag_keys)} by partition of asset {asset_key.to_user_string()}")
+            raise beyond_the_latest(f"the latest tags {list(tag_keys)} by partition of asset {asset_key.to_user_string()}")
         own = super().get_latest_tags_by_partition(asset_key, event_type, tag_keys, asset_partitions)
         shipped = self._history.data_versions(asset_key, [p for p in asset_partitions if p not in own])
         return {**{p: {DATA_VERSION_TAG: v} for p, v in shipped.items()}, **own}
 
+    # The dynamic partitions shipped with the step, as the instance held them at submission;
+    # a set that was not shipped is refused, never answered empty.
+    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
+        return super().get_dynamic_partitions(self._shipped(partitions_def_name))
+
+    def get_paginated_dynamic_partitions(self, partitions_def_name: str, limit: int, ascending: bool, cursor: str | None = None) -> Any:
+        return super().get_paginated_dynamic_partitions(self._shipped(partitions_def_name), limit, ascending, cursor)
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        return super().has_dynamic_partition(self._shipped(partitions_def_name), partition_key)
+
+    def get_existing_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> AbstractSet[str]:
+        return super().get_existing_dynamic_partitions(self._shipped(partitions_def_name), partition_keys)
+
+    def _shipped(self, partitions_def_name: str) -> str:
+        if partitions_def_name not in self._dynamic_partitions:
+            raise refusal(
+                f"instance.get_dynamic_partitions({partitions_def_name!r}) (no asset of the job uses that partition "
+                "set, so it was not sent with the step)"
+            )
+        return partitions_def_name
 
 
 class StepRunStorage(InMemoryRunStorage):
@@ -224,6 +239,10 @@ class StepRunStorage(InMemoryRunStorage):
     def get_run_ids(self, filters: RunsFilter | None = None, cursor: str | None = None, limit: int | None = None) -> Sequence[str]:
         self._answer("get_run_ids", filters)
         return super().get_run_ids(filters, cursor, limit)
+
+    def has_run(self, run_id: str) -> bool:
+        self._answer("has_run", RunsFilter(run_ids=[run_id]))
+        return True
 
     def get_runs_count(self, filters: RunsFilter | None = None) -> int:
         self._answer("get_runs_count", filters)

@@ -19,11 +19,11 @@ from dagster._core.events import DagsterEvent, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.base import AssetEntry, AssetRecord
 
+from dagster_slurm_launcher import UnavailableOnComputeNode
 from dagster_slurm_launcher.asset_history import (
     MATERIALIZATION,
     OBSERVATION,
     AssetHistory,
-    UnavailableOnComputeNode,
 )
 from dagster_slurm_launcher.journal import JournalWriter
 from dagster_slurm_launcher.step_instance import step_instance
@@ -95,17 +95,41 @@ def test_partition_data_versions_are_answered_for_the_partitions_shipped(instanc
     assert tags == {"p1": {DATA_VERSION_TAG: "v-p1"}}
 
 
+def test_the_history_of_an_asset_that_was_not_shipped_is_refused_saying_how_to_ship_it(instance: DagsterInstance) -> None:
+    with pytest.raises(UnavailableOnComputeNode, match="To ship this asset's history, name it in the tag.*dagster-slurm/asset-history"):
+        instance.get_latest_materialization_event(AssetKey("not_shipped"))
+
+
 @pytest.mark.parametrize("read", [
-    lambda i: i.get_latest_materialization_event(AssetKey("not_shipped")),
-    lambda i: i.get_asset_records(),
     lambda i: i.fetch_materializations(UPSTREAM, limit=5),
     lambda i: i.fetch_materializations(AssetRecordsFilter(asset_key=UPSTREAM, asset_partitions=["p2"]), limit=1),
     lambda i: i.event_log_storage.get_latest_tags_by_partition(
         UPSTREAM, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], asset_partitions=["p3"]),
-], ids=["unshipped asset", "every asset", "more than the latest", "another partition", "an unshipped partition"])
-def test_history_that_was_not_shipped_is_refused_saying_how_to_ship_it(instance: DagsterInstance, read) -> None:  # noqa: ANN001
-    with pytest.raises(UnavailableOnComputeNode, match="dagster-slurm/asset-history"):
+], ids=["more than the latest", "another partition", "an unshipped partition"])
+def test_more_than_the_latest_history_is_refused_saying_no_tag_ships_it(instance: DagsterInstance, read) -> None:  # noqa: ANN001
+    with pytest.raises(UnavailableOnComputeNode, match="No tag ships older records or other partitions"):
         read(instance)
+
+
+def test_the_records_of_every_asset_are_refused(instance: DagsterInstance) -> None:
+    with pytest.raises(UnavailableOnComputeNode, match="every asset"):
+        instance.get_asset_records()
+
+
+def test_an_asset_the_step_materialized_without_declaring_it_reads_back(instance: DagsterInstance) -> None:
+    instance.store_event(materialization(AssetKey("report"), "this-run", "v1"))
+    assert instance.get_latest_materialization_event(AssetKey("report")).run_id == "this-run"
+
+
+def test_each_event_the_step_stores_gets_the_id_of_its_journal_record(instance: DagsterInstance, tmp_path: Path) -> None:
+    # The relay recognises such ids in pointers (executor/step_ids.py); a Dagster that stored
+    # events without prepare_insert_event would give them ids of the instance's own events.
+    from dagster_slurm_launcher.journal import parse_records, step_storage_id
+
+    instance.store_event(materialization(AssetKey("report"), "this-run", "v1"))
+    (record,) = instance.fetch_materializations(AssetKey("report"), limit=1).records
+    (journaled,) = parse_records((tmp_path / "events.jsonl").read_bytes()).records
+    assert record.storage_id == step_storage_id(journaled.seq)
 
 
 def collected(instance: DagsterInstance, job: str, step_key: str, tags: dict[str, str] | None = None) -> AssetHistory:

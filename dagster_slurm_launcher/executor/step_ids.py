@@ -29,6 +29,7 @@ class _AssetEvent:
     asset_key: AssetKey
     partition: str | None
     timestamp: float
+    step_key: str | None
 
 
 class StepIds:
@@ -42,7 +43,7 @@ class StepIds:
         """Note journal record ``seq``, relayed as ``entry``, in case a later event points at it."""
         event = entry.dagster_event
         if event is not None and event.event_type in _ASSET_EVENTS and event.asset_key is not None:
-            self._events[seq] = _AssetEvent(event.event_type, event.asset_key, event.partition, entry.timestamp)
+            self._events[seq] = _AssetEvent(event.event_type, event.asset_key, event.partition, entry.timestamp, entry.step_key)
 
     def rewrite(self, instance: DagsterInstance, entry: EventLogEntry) -> EventLogEntry:
         """``entry`` with its ids of the step's own events replaced by the instance's."""
@@ -89,17 +90,19 @@ class StepIds:
         if event is None:
             log.warning("an event points at a journal record that was not relayed", seq=seq)
             return None
-        # One indexed query by asset key, around the event's time; the relay stored it in this run.
+        # One indexed query by asset key, at the event's time (databases keep it to the
+        # microsecond); the relay stored the event in this run, for this step.
         records_filter = AssetRecordsFilter(
             asset_key=event.asset_key,
             asset_partitions=[event.partition] if event.partition is not None else None,
-            after_timestamp=event.timestamp - 1.0,
-            before_timestamp=event.timestamp + 1.0,
+            after_timestamp=event.timestamp - 1e-3,
+            before_timestamp=event.timestamp + 1e-3,
         )
         fetch = (instance.fetch_materializations if event.event_type == DagsterEventType.ASSET_MATERIALIZATION
                  else instance.fetch_observations)
         matches = [r for r in fetch(records_filter, limit=100).records
-                   if r.event_log_entry.run_id == run_id and abs(r.timestamp - event.timestamp) < 1e-3]
+                   if r.event_log_entry.run_id == run_id and r.event_log_entry.step_key == event.step_key
+                   and abs(r.timestamp - event.timestamp) < 1e-5]
         if not matches:
             log.warning("a relayed asset event is not in the instance", seq=seq, asset_key=event.asset_key.to_user_string())
             return None

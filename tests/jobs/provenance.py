@@ -94,7 +94,10 @@ def from_source() -> None:
 @asset(code_version="1", op_tags={"dagster-slurm/asset-history": "downstream, daily"})
 def reads_tagged_history(context: AssetExecutionContext) -> None:
     """Reads the history of assets it does not depend on, named in its tag."""
-    context.log.info(f"downstream: {context.instance.get_latest_materialization_event(AssetKey('downstream')) is not None}")
+    for key in ("downstream", "daily"):
+        event = context.instance.get_latest_materialization_event(AssetKey(key))
+        version = event.asset_materialization.tags.get("dagster/data_version") if event else None
+        context.log.info(f"{key}: latest data version {version}")
 
 
 @asset(code_version="1", deps=[upstream])
