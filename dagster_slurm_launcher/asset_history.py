@@ -160,7 +160,9 @@ def _record_from_json(value: Mapping[str, Any] | None) -> AssetRecord | None:
     return AssetRecord(storage_id=value["storage_id"], asset_entry=entry)
 
 
-_ENTRY_FIELDS = tuple(AssetEntry.__annotations__)
+# Not the partition status cache: serialized subsets of every partition (hundreds of KiB for a
+# wide asset) that the UI reads; what a step may read never uses it.
+_ENTRY_FIELDS = tuple(name for name in AssetEntry.__annotations__ if name != "cached_status")
 
 
 def history_keys(step_context: StepView) -> list[AssetKey]:

@@ -41,7 +41,7 @@ from dagster._record import copy
 
 from dagster_slurm_launcher.asset_history import MATERIALIZATION, OBSERVATION, AssetHistory
 from dagster_slurm_launcher.journal import JournalWriter, step_storage_id
-from dagster_slurm_launcher.unavailable import beyond_the_latest, refusal
+from dagster_slurm_launcher.unavailable import UnavailableOnComputeNode, beyond_the_latest, refusal
 
 # Public methods of EventLogStorage that the in-memory storage answers as the instance would, or
 # that Dagster's storage code calls on itself; the asset-history reads are overridden below.
@@ -84,8 +84,11 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
     with what this step itself recorded, which is newer; a read that neither can answer fails.
     """
 
-    def __init__(self, journal: JournalWriter, history: AssetHistory, dynamic_partitions: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self, journal: JournalWriter, history: AssetHistory, dynamic_partitions: Mapping[str, Sequence[str]], run_id: str
+    ) -> None:
         super().__init__()
+        self._run_id = run_id
         self._journal = journal
         self._history = history
         self._dynamic_partitions = frozenset(dynamic_partitions)
@@ -97,6 +100,12 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
         self._inserting: int | None = None
 
     def store_event(self, event: EventLogEntry) -> None:
+        if event.run_id != self._run_id:
+            raise UnavailableOnComputeNode(
+                "instance.report_runless_asset_event is not available on compute nodes: the event travels with "
+                "the step's journal and would be recorded as the run's. Report it from a sensor, or yield the "
+                "AssetMaterialization or AssetObservation from the step."
+            )
         with self._lock:
             self._inserting = self._journal.append(event)
             try:
@@ -269,7 +278,7 @@ def step_instance(
         instance_type=InstanceType.EPHEMERAL,
         local_artifact_storage=LocalArtifactStorage(artifacts_dir),
         run_storage=run_storage,
-        event_storage=JournalingEventLogStorage(journal, history, dynamic_partitions),
+        event_storage=JournalingEventLogStorage(journal, history, dynamic_partitions, run_storage.run.run_id),
         compute_log_manager=NoOpComputeLogManager(),
         run_coordinator=DefaultRunCoordinator(),
         run_launcher=SyncInMemoryRunLauncher(),

@@ -202,3 +202,13 @@ def test_what_is_shipped_stays_small_when_a_step_reads_2000_upstream_partitions(
     assert len(last_99.partition_data_versions[AssetKey("wide_upstream")][1]) == 99
     assert _shipped_bytes(every) < 8 * 2**10, _shipped_bytes(every)
     assert _shipped_bytes(last_99) < 16 * 2**10, _shipped_bytes(last_99)
+
+
+def test_the_partition_status_cache_of_a_wide_asset_is_not_shipped() -> None:
+    from dagster._core.storage.partition_status_cache import AssetStatusCacheValue
+
+    cache = AssetStatusCacheValue(latest_storage_id=1, partitions_def_id="p", serialized_materialized_partition_subset="x" * 500_000)
+    entry = AssetEntry(asset_key=UPSTREAM, cached_status=cache)
+    history = AssetHistory({UPSTREAM: AssetRecord(storage_id=7, asset_entry=entry)}, {UPSTREAM: None}, {}, {})
+    assert _shipped_bytes(history) < 4 * 2**10
+    assert AssetHistory.from_json(history.to_json()).records[UPSTREAM].asset_entry.cached_status is None

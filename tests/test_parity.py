@@ -183,7 +183,8 @@ def test_history_not_shipped_to_the_compute_node_fails_the_step_saying_how_to_sh
     assert slurm.get_run_by_id(run_ids["slurm"]).is_failure
     (failure,) = slurm.get_records_for_run(run_ids["slurm"], of_type=DagsterEventType.STEP_FAILURE).records
     message = failure.event_log_entry.dagster_event.step_failure_data.error.message
-    assert "is not available on compute nodes" in message and "dagster-slurm/asset-history" in message
+    assert "the history of asset daily is not available on compute nodes" in message
+    assert "To ship this asset's history, name it in the tag" in message and "dagster-slurm/asset-history" in message
 
 
 @pytest.mark.parametrize("job", [

@@ -100,3 +100,10 @@ def test_a_method_dagster_adds_is_refused() -> None:
     _refuse_the_rest(Step, NewerEventLogStorage, _EVENT_LOG_ANSWERED)
     with pytest.raises(UnavailableOnComputeNode, match="instance.get_something_new"):
         Step.get_something_new(object())
+
+
+def test_an_event_outside_the_steps_run_is_refused(instance: DagsterInstance) -> None:
+    from dagster import AssetMaterialization
+
+    with pytest.raises(UnavailableOnComputeNode, match="report_runless_asset_event.*recorded as the run's"):
+        instance.report_runless_asset_event(AssetMaterialization("elsewhere"))
