@@ -22,22 +22,26 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
+    EventLogRecord,
     JobDefinition,
+    StepExecutionContext,
+    deserialize_value,
+    serialize_value,
 )
-from dagster._core.definitions.data_version import (
+
+from dagster_slurm_launcher.dagster_internals import (
     DATA_VERSION_TAG,
     SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD,
-)
-from dagster._core.event_api import EventLogRecord
-from dagster._core.execution.context.system import (
+    AssetEntry,
+    AssetRecord,
+    ExecutionStep,
     PlanExecutionContext,
-    StepExecutionContext,
 )
-from dagster._core.execution.plan.step import ExecutionStep
-from dagster._core.storage.event_log.base import AssetEntry, AssetRecord
-from dagster._serdes import deserialize_value, serialize_value
-
-from dagster_slurm_launcher.unavailable import HISTORY_TAG, beyond_the_latest, unshipped_asset
+from dagster_slurm_launcher.unavailable import (
+    HISTORY_TAG,
+    beyond_the_latest,
+    unshipped_asset,
+)
 
 MATERIALIZATION = "materialization"
 OBSERVATION = "observation"

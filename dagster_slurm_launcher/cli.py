@@ -8,7 +8,11 @@ import uuid
 
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
 from dagster_slurm_launcher.slurm import SlurmClient, SlurmError
-from dagster_slurm_launcher.transport import SSHTransport, TransportError, make_transport
+from dagster_slurm_launcher.transport import (
+    SSHTransport,
+    TransportError,
+    make_transport,
+)
 
 # Runs on a compute node as steps do (a login shell, nothing of this process's environment):
 # proves the configured Python exists there and has this package.

@@ -16,9 +16,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dagster import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._serdes import deserialize_value, serialize_value
+from dagster import DagsterEventType, EventLogEntry, deserialize_value, serialize_value
 
 JOURNAL_FILE = "events.jsonl"
 END = b"END"

@@ -12,7 +12,8 @@ until it is known to be answered correctly.
 
 import inspect
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set as AbstractSet
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from dagster import (
@@ -21,25 +22,32 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
+    EventLogEntry,
     EventRecordsResult,
     RunsFilter,
 )
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from dagster._core.event_api import EventLogCursor
-from dagster._core.events.log import EventLogEntry
-from dagster._core.instance import InstanceType
-from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
-from dagster._core.run_coordinator import DefaultRunCoordinator
-from dagster._core.snap import ExecutionPlanSnapshot
-from dagster._core.storage.event_log import InMemoryEventLogStorage
-from dagster._core.storage.event_log.base import AssetRecord, EventLogStorage
-from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
-from dagster._core.storage.root import LocalArtifactStorage
-from dagster._core.storage.runs import InMemoryRunStorage
-from dagster._core.storage.runs.base import RunStorage
-from dagster._record import copy
 
-from dagster_slurm_launcher.asset_history import MATERIALIZATION, OBSERVATION, AssetHistory
+from dagster_slurm_launcher.asset_history import (
+    MATERIALIZATION,
+    OBSERVATION,
+    AssetHistory,
+)
+from dagster_slurm_launcher.dagster_internals import (
+    DATA_VERSION_TAG,
+    AssetRecord,
+    DefaultRunCoordinator,
+    EventLogCursor,
+    EventLogStorage,
+    ExecutionPlanSnapshot,
+    InMemoryEventLogStorage,
+    InMemoryRunStorage,
+    InstanceType,
+    LocalArtifactStorage,
+    NoOpComputeLogManager,
+    RunStorage,
+    SyncInMemoryRunLauncher,
+    copy,
+)
 from dagster_slurm_launcher.journal import JournalWriter, step_storage_id
 from dagster_slurm_launcher.unavailable import UnavailableOnComputeNode, beyond_the_latest, refusal
 

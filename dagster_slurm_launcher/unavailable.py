@@ -1,6 +1,6 @@
 """The error a step gets on a compute node for what its instance cannot answer there."""
 
-from dagster._core.errors import DagsterError
+from dagster import DagsterError
 
 HISTORY_TAG = "dagster-slurm/asset-history"
 """Op/asset tag: further asset keys (``a/b``, comma-separated) whose latest materialization

@@ -12,14 +12,15 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from dagster._cli.api import _execute_step_command_body
-from dagster._core.snap import ExecutionPlanSnapshot
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._grpc.types import ExecuteStepArgs
-from dagster._serdes import deserialize_value
-from dagster._utils import interrupts
+from dagster import DagsterRun, deserialize_value
 
 from dagster_slurm_launcher.asset_history import AssetHistory
+from dagster_slurm_launcher.dagster_internals import (
+    ExecuteStepArgs,
+    ExecutionPlanSnapshot,
+    execute_step_command_body,
+    stop_sigterm_remapping,
+)
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
 from dagster_slurm_launcher.naming import PAYLOAD_FILE
 from dagster_slurm_launcher.step_instance import step_instance
@@ -39,12 +40,10 @@ def leave_sigterm_to_slurm() -> None:
 
     Slurm sends SIGTERM at the time limit, on scancel and on preemption; the job's end state
     (TIMEOUT, CANCELLED, PREEMPTED) then says why the step ended, and the executor fails the
-    step with that reason. Dagster would instead turn SIGTERM into a step failure: each time
-    it swaps its SIGINT handler, ``dagster._utils.interrupts._replace_interrupt_signal``
-    re-maps SIGTERM onto it through ``setup_interrupt_handlers``, which is disabled here.
+    step with that reason. Dagster would instead turn SIGTERM into a step failure.
     Checkpointing before the limit uses ``--signal`` (the executor's ``signal`` option).
     """
-    interrupts.setup_interrupt_handlers = lambda: None
+    stop_sigterm_remapping()
     signal.signal(signal.SIGTERM, _exit_without_outcome)
 
 
@@ -68,7 +67,7 @@ def run_step(step_folder: str) -> None:
             plan_snapshot = deserialize_value(payload["execution_plan_snapshot"], ExecutionPlanSnapshot)
         instance, run = step_instance(journal, payload["artifacts_dir"], history, run, payload["dynamic_partitions"], plan_snapshot)
         with instance:
-            for _ in _execute_step_command_body(args, instance, run):
+            for _ in execute_step_command_body(args, instance, run):
                 pass
     finally:
         _journal = None

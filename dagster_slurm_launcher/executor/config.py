@@ -21,8 +21,8 @@ from dagster import (
     String,
     StringSource,
 )
-from dagster._core.execution.retries import get_retries_config
 
+from dagster_slurm_launcher.dagster_internals import get_retries_config
 from dagster_slurm_launcher.settings import ENV_PREFIX
 from dagster_slurm_launcher.slurm.client import (
     OptionValue,

@@ -4,6 +4,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dagster import (
+    DagsterEvent,
     DagsterExecutionInterruptedError,
     DagsterInstance,
     Executor,
@@ -11,13 +12,14 @@ from dagster import (
     executor,
     multiple_process_executor_requirements,
 )
-from dagster._core.events import DagsterEvent
-from dagster._core.execution.context.system import PlanOrchestrationContext
-from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.execution.retries import RetryMode
-from dagster._core.executor.step_delegating import StepDelegatingExecutor
 
 from dagster_slurm_launcher.connect import connect, settings_from
+from dagster_slurm_launcher.dagster_internals import (
+    ExecutionPlan,
+    PlanOrchestrationContext,
+    RetryMode,
+    StepDelegatingExecutor,
+)
 from dagster_slurm_launcher.executor.config import (
     CONFIG_SCHEMA,
     SBATCH_TAG,

@@ -1,7 +1,6 @@
 """The runs of a run's lineage: its root, its retries and re-executions."""
 
-from dagster import DagsterInstance
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster import DagsterInstance, DagsterRun
 
 
 def lineage_run_ids(instance: DagsterInstance, run: DagsterRun) -> list[str]:

@@ -11,14 +11,15 @@ arranged here, in the payload of the one step being submitted.
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from dagster import DagsterInstance
-from dagster._core.events import DagsterEventType
-from dagster._core.execution.plan.outputs import StepOutputHandle
-from dagster._core.execution.plan.state import KnownExecutionState, PastExecutionState
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._grpc.types import ExecuteStepArgs
-from dagster._record import copy
+from dagster import DagsterEventType, DagsterInstance, DagsterRun
 
+from dagster_slurm_launcher.dagster_internals import (
+    ExecuteStepArgs,
+    KnownExecutionState,
+    PastExecutionState,
+    StepOutputHandle,
+    copy,
+)
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids
 from dagster_slurm_launcher.executor.relay import TrackedStep
 

@@ -10,13 +10,13 @@ the journal grace period. Only then is the step *drained* and a missing outcome 
 import time
 from dataclasses import dataclass, field
 
-from dagster import DagsterInstance
-from dagster._core.definitions.metadata import MetadataValue
-from dagster._core.events import DagsterEventType, EngineEventData
-from dagster._core.execution.plan.outputs import StepOutputHandle
-from dagster._core.storage.compute_log_manager import ComputeIOType
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, MetadataValue
 
+from dagster_slurm_launcher.dagster_internals import (
+    ComputeIOType,
+    EngineEventData,
+    StepOutputHandle,
+)
 from dagster_slurm_launcher.executor.step_ids import StepIds
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger

@@ -8,26 +8,30 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dagster import DagsterInstance, DagsterRunStatus, JobDefinition
-from dagster._core.definitions.metadata import MetadataValue
-from dagster._core.definitions.partitions.definition import (
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     DynamicPartitionsDefinition,
+    EventLogEntry,
+    JobDefinition,
+    MetadataValue,
     MultiPartitionsDefinition,
+    serialize_value,
 )
-from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
-from dagster._core.events.log import EventLogEntry
-from dagster._core.execution.context.system import PlanOrchestrationContext
-from dagster._core.executor.step_delegating.step_handler.base import (
-    CheckStepHealthResult,
-    StepHandler,
-    StepHandlerContext,
-)
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._record import copy
-from dagster._serdes import serialize_value
 
 from dagster_slurm_launcher.asset_history import AssetHistory, StepView
 from dagster_slurm_launcher.asset_history import collect as collect_asset_history
+from dagster_slurm_launcher.dagster_internals import (
+    CheckStepHealthResult,
+    EngineEventData,
+    PlanOrchestrationContext,
+    StepHandler,
+    StepHandlerContext,
+    copy,
+)
 from dagster_slurm_launcher.executor.config import StepResources
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids
 from dagster_slurm_launcher.executor.output_sources import (

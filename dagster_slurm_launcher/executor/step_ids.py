@@ -9,12 +9,18 @@ relay rewrites it to the id the Dagster instance gave the same event when it was
 
 from dataclasses import dataclass
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
-from dagster._core.definitions.data_version import INPUT_EVENT_POINTER_TAG_PREFIX
-from dagster._core.events import DagsterEventType
-from dagster._core.events.log import EventLogEntry
-from dagster._record import copy
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    EventLogEntry,
+)
 
+from dagster_slurm_launcher.dagster_internals import (
+    INPUT_EVENT_POINTER_TAG_PREFIX,
+    copy,
+)
 from dagster_slurm_launcher.journal import seq_of_step_storage_id
 from dagster_slurm_launcher.logs import get_logger
 

@@ -20,9 +20,8 @@ import threading
 import time
 
 from dagster import DagsterInstance, DagsterRunStatus
-from dagster._core.instance.ref import InstanceRef
-from dagster._utils import send_interrupt
 
+from dagster_slurm_launcher.dagster_internals import InstanceRef, send_interrupt
 from dagster_slurm_launcher.launcher.process import WorkerProcess
 from dagster_slurm_launcher.logs import get_logger
 

@@ -6,20 +6,28 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import DagsterInstance, Field, Float, Shape, StringSource
-from dagster._core.definitions.metadata import MetadataValue
-from dagster._core.events import DagsterEventType, EngineEventData
-from dagster._core.launcher import (
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    Field,
+    Float,
+    MetadataValue,
+    Shape,
+    StringSource,
+)
+
+from dagster_slurm_launcher.connect import Cluster, connect, settings_from
+from dagster_slurm_launcher.dagster_internals import (
     CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
+    EngineEventData,
     LaunchRunContext,
     ResumeRunContext,
     RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._serdes import ConfigurableClass, ConfigurableClassData
-
-from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
 from dagster_slurm_launcher.launcher.heartbeat import beat, interval_for, last_beat
 from dagster_slurm_launcher.launcher.process import (

@@ -9,14 +9,19 @@ import json
 import sys
 from typing import Any
 
-from dagster import DagsterInstance
-from dagster._cli.api import _execute_run_command_body, _resume_run_command_body
-from dagster._core.definitions import job_definition
-from dagster._core.definitions.executor_definition import multi_or_in_process_executor
-from dagster._core.instance.ref import InstanceRef
-from dagster._serdes import deserialize_value, serialize_value
-from dagster._utils.interrupts import capture_interrupts
+from dagster import (
+    DagsterInstance,
+    deserialize_value,
+    serialize_value,
+)
 
+from dagster_slurm_launcher.dagster_internals import (
+    InstanceRef,
+    capture_interrupts,
+    execute_run_command_body,
+    replace_default_executor,
+    resume_run_command_body,
+)
 from dagster_slurm_launcher.executor import slurm_executor
 from dagster_slurm_launcher.launcher.heartbeat import (
     DEFAULT_INTERVAL,
@@ -40,24 +45,18 @@ def orders(
 
 
 def make_slurm_the_default_executor(run_config: dict[str, Any], executor_config: dict[str, Any]) -> None:
-    """Give jobs that name no executor the Slurm executor, in this process only.
-
-    A job's executor is ``JobDefinition.executor_def``: the one the job or its ``Definitions``
-    names, else the module-level ``DEFAULT_EXECUTOR_DEF`` (dagster/_core/definitions/
-    job_definition.py), which is what is replaced here. A run whose config configures that
-    default executor (an ``execution`` section) asked for it, and keeps it.
-    """
+    """Give jobs that name no executor the Slurm executor, in this process only. A run whose
+    config configures Dagster's default executor (an ``execution`` section) asked for it, and
+    keeps it."""
     if "execution" in run_config:
         return
-    if job_definition.DEFAULT_EXECUTOR_DEF is not multi_or_in_process_executor:
-        raise RuntimeError("this Dagster release chooses default executors differently: upgrade dagster-slurm-launcher")
-    job_definition.DEFAULT_EXECUTOR_DEF = slurm_executor.configured(executor_config, name="slurm")  # type: ignore[attr-defined]
+    replace_default_executor(slurm_executor.configured(executor_config, name="slurm"))
 
 
 def main() -> int:
     order = json.loads(sys.stdin.buffer.read())
     detach()
-    body = {EXECUTE: _execute_run_command_body, RESUME: _resume_run_command_body}[order["mode"]]
+    body = {EXECUTE: execute_run_command_body, RESUME: resume_run_command_body}[order["mode"]]
     instance_ref = deserialize_value(order["instance_ref"], InstanceRef)
     me = WorkerProcess.current()
     with capture_interrupts():

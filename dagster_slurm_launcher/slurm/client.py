@@ -23,7 +23,11 @@ from dagster_slurm_launcher.slurm.parse import (
     parse_squeue,
     parse_time,
 )
-from dagster_slurm_launcher.transport import CommandInterrupted, CommandResult, Transport
+from dagster_slurm_launcher.transport import (
+    CommandInterrupted,
+    CommandResult,
+    Transport,
+)
 
 log = get_logger(__name__)
 

@@ -11,7 +11,11 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dagster_slurm_launcher.transport.base import CommandInterrupted, Transport, TransportError
+from dagster_slurm_launcher.transport.base import (
+    CommandInterrupted,
+    Transport,
+    TransportError,
+)
 
 # stdin: "<offset>\0<limit>\0<path>\0" per file (limit 0: none). stdout: per file, in order,
 # "<index> <start> <count>\n" and <count> bytes, or "<index> -\n" if it could not be opened.

@@ -1,0 +1,155 @@
+"""Every name this package takes from Dagster's private modules (``dagster._...``), in one place.
+
+Dagster does not export these, and may move or change them in any release; checked with
+dagster 1.13.29 (``tests/test_dagster_internals.py`` imports this module, so a release that
+moves one fails there first). What the package relies on, by use:
+
+- Running a run and a step the way ``dagster api execute_run`` / ``resume_run`` /
+  ``execute_step`` do, in our own process: the ``_*_command_body`` functions, ``ExecuteStepArgs``.
+- The step executor: ``StepDelegatingExecutor`` and the step-handler interface (what
+  ``dagster_k8s`` builds on), the plan and orchestration contexts, retry configuration, and
+  ``KnownExecutionState``/``PastExecutionState`` (which steps a retried run treats as done).
+- The run launcher interface (``RunLauncher``, its contexts and health results) and
+  ``ConfigurableClass`` for ``dagster.yaml``.
+- The step worker's private instance: the in-memory storages, artifact storage, run
+  coordinator and launcher it is built from, ``InstanceType``.
+- Event and storage records the executor reads and writes (engine event data, asset records,
+  event-log cursors, compute-log IO types), ``copy`` for ``@record`` classes, and the tag names
+  and thresholds of Dagster's data-version (provenance) code.
+- Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
+- Two module-level swaps, done by the functions below: the default executor of jobs that name
+  none, and the SIGTERM re-mapping of Dagster's interrupt handling.
+"""
+
+from dagster import ExecutorDefinition, multi_or_in_process_executor
+from dagster._cli.api import (
+    _execute_run_command_body as execute_run_command_body,
+)
+from dagster._cli.api import (
+    _execute_step_command_body as execute_step_command_body,
+)
+from dagster._cli.api import (
+    _resume_run_command_body as resume_run_command_body,
+)
+from dagster._core.definitions import job_definition
+from dagster._core.definitions.data_version import (
+    DATA_VERSION_TAG,
+    INPUT_EVENT_POINTER_TAG_PREFIX,
+    SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD,
+)
+from dagster._core.event_api import EventLogCursor
+from dagster._core.events import EngineEventData
+from dagster._core.execution.context.system import (
+    PlanExecutionContext,
+    PlanOrchestrationContext,
+)
+from dagster._core.execution.plan.outputs import StepOutputHandle
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.state import KnownExecutionState, PastExecutionState
+from dagster._core.execution.plan.step import ExecutionStep
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.executor.step_delegating import StepDelegatingExecutor
+from dagster._core.executor.step_delegating.step_handler.base import (
+    CheckStepHealthResult,
+    StepHandler,
+    StepHandlerContext,
+)
+from dagster._core.instance import InstanceType
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    LaunchRunContext,
+    ResumeRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
+from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+from dagster._core.run_coordinator import DefaultRunCoordinator
+from dagster._core.snap import ExecutionPlanSnapshot
+from dagster._core.storage.compute_log_manager import ComputeIOType
+from dagster._core.storage.event_log import InMemoryEventLogStorage
+from dagster._core.storage.event_log.base import (
+    AssetEntry,
+    AssetRecord,
+    EventLogStorage,
+)
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+from dagster._core.storage.root import LocalArtifactStorage
+from dagster._core.storage.runs import InMemoryRunStorage
+from dagster._core.storage.runs.base import RunStorage
+from dagster._grpc.types import ExecuteStepArgs
+from dagster._record import copy
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+from dagster._utils import interrupts, send_interrupt
+from dagster._utils.interrupts import capture_interrupts
+
+
+def replace_default_executor(executor_def: ExecutorDefinition) -> None:
+    """Give jobs that name no executor ``executor_def``, in this process only.
+
+    A job's executor is ``JobDefinition.executor_def``: the one the job or its ``Definitions``
+    names, else the module-level ``DEFAULT_EXECUTOR_DEF`` of dagster/_core/definitions/
+    job_definition.py, which is what is replaced here.
+    """
+    if job_definition.DEFAULT_EXECUTOR_DEF is not multi_or_in_process_executor:
+        raise RuntimeError("this Dagster release chooses default executors differently: upgrade dagster-slurm-launcher")
+    job_definition.DEFAULT_EXECUTOR_DEF = executor_def  # type: ignore[attr-defined]
+
+
+def stop_sigterm_remapping() -> None:
+    """Keep Dagster from turning SIGTERM into an interrupt: each time it swaps its SIGINT handler,
+    ``dagster._utils.interrupts._replace_interrupt_signal`` re-maps SIGTERM onto it through
+    ``setup_interrupt_handlers``, which is disabled here."""
+    interrupts.setup_interrupt_handlers = lambda: None
+
+
+__all__ = [
+    "DATA_VERSION_TAG",
+    "INPUT_EVENT_POINTER_TAG_PREFIX",
+    "SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD",
+    "AssetEntry",
+    "AssetRecord",
+    "CheckRunHealthResult",
+    "CheckStepHealthResult",
+    "ComputeIOType",
+    "ConfigurableClass",
+    "ConfigurableClassData",
+    "DefaultRunCoordinator",
+    "EngineEventData",
+    "EventLogCursor",
+    "EventLogStorage",
+    "ExecuteStepArgs",
+    "ExecutionPlan",
+    "ExecutionPlanSnapshot",
+    "ExecutionStep",
+    "InMemoryEventLogStorage",
+    "InMemoryRunStorage",
+    "InstanceRef",
+    "InstanceType",
+    "KnownExecutionState",
+    "LaunchRunContext",
+    "LocalArtifactStorage",
+    "NoOpComputeLogManager",
+    "PastExecutionState",
+    "PlanExecutionContext",
+    "PlanOrchestrationContext",
+    "ResumeRunContext",
+    "RetryMode",
+    "RunLauncher",
+    "RunStorage",
+    "StepDelegatingExecutor",
+    "StepHandler",
+    "StepHandlerContext",
+    "StepOutputHandle",
+    "SyncInMemoryRunLauncher",
+    "WorkerStatus",
+    "capture_interrupts",
+    "copy",
+    "execute_run_command_body",
+    "execute_step_command_body",
+    "get_retries_config",
+    "replace_default_executor",
+    "resume_run_command_body",
+    "send_interrupt",
+    "stop_sigterm_remapping",
+]
