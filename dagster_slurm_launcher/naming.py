@@ -10,8 +10,6 @@ import hashlib
 import re
 
 JOB_NAME_PREFIX = "dagster"
-PAYLOAD_FILE = "step.json"
-"""In a step folder: what the step worker needs to run the step."""
 _JOB_NAME = re.compile(rf"{JOB_NAME_PREFIX}-(?P<root_run_id>[0-9a-f-]{{36}})-(?P<step_hash>[0-9a-f]{{16}})")
 
 

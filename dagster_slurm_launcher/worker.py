@@ -6,23 +6,17 @@ step through Dagster's own step entry point against a private instance (:mod:`.s
 and writes every event that instance stores to the journal ``STEP_FOLDER/events.jsonl``.
 """
 
-import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
-from dagster import DagsterRun, deserialize_value
-
-from dagster_slurm_launcher.asset_history import AssetHistory
 from dagster_slurm_launcher.dagster_internals import (
-    ExecuteStepArgs,
-    ExecutionPlanSnapshot,
     execute_step_command_body,
     stop_sigterm_remapping,
 )
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
-from dagster_slurm_launcher.naming import PAYLOAD_FILE
+from dagster_slurm_launcher.payload import PAYLOAD_FILE, PayloadFormatError, StepPayload
 from dagster_slurm_launcher.step_instance import step_instance
 
 # The journal being written, so that a worker Slurm stops still ends it (see JournalWriter.end).
@@ -56,18 +50,15 @@ def run_step(step_folder: str) -> None:
         print(f"{journal_path} already holds the step's outcome: not running it again", file=sys.stderr)
         return
     with open(os.path.join(step_folder, PAYLOAD_FILE)) as f:
-        payload = json.load(f)
-    args = deserialize_value(payload["args"], ExecuteStepArgs)
-    run = deserialize_value(payload["run"], DagsterRun)
+        payload = StepPayload.from_json(f.read())
     journal = _journal = JournalWriter(journal_path)
     try:
-        history = AssetHistory.from_json(payload["asset_history"])
-        plan_snapshot = None
-        if payload.get("execution_plan_snapshot"):
-            plan_snapshot = deserialize_value(payload["execution_plan_snapshot"], ExecutionPlanSnapshot)
-        instance, run = step_instance(journal, payload["artifacts_dir"], history, run, payload["dynamic_partitions"], plan_snapshot)
+        instance, run = step_instance(
+            journal, payload.artifacts_dir, payload.asset_history, payload.run, payload.dynamic_partitions,
+            payload.execution_plan_snapshot,
+        )
         with instance:
-            for _ in execute_step_command_body(args, instance, run):
+            for _ in execute_step_command_body(payload.args, instance, run):
                 pass
     finally:
         _journal = None
@@ -81,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m dagster_slurm_launcher.worker STEP_FOLDER", file=sys.stderr)
         return 2
     leave_sigterm_to_slurm()
-    run_step(argv[0])
+    try:
+        run_step(argv[0])
+    except PayloadFormatError as exc:
+        print(exc, file=sys.stderr)  # the executor shows the job's last lines of stderr
+        return 2
     return 0
 
 

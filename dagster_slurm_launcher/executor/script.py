@@ -4,7 +4,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from dagster_slurm_launcher.journal import JOURNAL_FILE
-from dagster_slurm_launcher.naming import PAYLOAD_FILE
+from dagster_slurm_launcher.payload import PAYLOAD_FILE
 from dagster_slurm_launcher.transport import Transport, TransportError
 
 ENV_FILE = "env"

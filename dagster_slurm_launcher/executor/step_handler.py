@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from dagster import (
     DagsterEvent,
@@ -19,7 +18,6 @@ from dagster import (
     JobDefinition,
     MetadataValue,
     MultiPartitionsDefinition,
-    serialize_value,
 )
 
 from dagster_slurm_launcher.asset_history import AssetHistory, StepView
@@ -63,6 +61,7 @@ from dagster_slurm_launcher.naming import (
     run_folder,
     step_folder,
 )
+from dagster_slurm_launcher.payload import StepPayload
 from dagster_slurm_launcher.settings import ENV_PREFIX
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
@@ -186,7 +185,7 @@ class SlurmStepHandler(StepHandler):
         )
         meta = {"step_key": step_key, "run_id": run.run_id, "root_run_id": root_run_id, "job_name": name, "attempt": attempt}
         write_step_folder(
-            self._client.transport, folder, payload.encode(), json.dumps(meta).encode(), render_env_file(self._env).encode()
+            self._client.transport, folder, payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(self._env).encode()
         )
         working_directory = run.job_code_origin.repository_origin.code_pointer.working_directory if run.job_code_origin else None
         script = render_script(setup=self._setup, working_directory=working_directory, python=self._python, step_folder=folder)
@@ -450,8 +449,7 @@ def _payload(
     earlier: Adoptions,
     plan_step_keys: Sequence[str],
     history: AssetHistory,
-) -> str:
-    """What the step worker needs, including what it could not read from the instance itself."""
+) -> StepPayload:
     run = step_handler_context.dagster_run
     instance = step_handler_context.instance
     # The instance ref can hold database credentials; the worker never uses it.
@@ -459,16 +457,15 @@ def _payload(
     run, args = point_inputs_at_their_runs(run, args, tracked, earlier, plan_step_keys)
     plan_snapshot = None
     if run.has_repository_load_data and run.execution_plan_snapshot_id:
-        plan_snapshot = serialize_value(instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id))
-    payload: dict[str, Any] = {
-        "args": serialize_value(args),
-        "run": serialize_value(run),
-        "execution_plan_snapshot": plan_snapshot,
-        "artifacts_dir": base_dir,  # the default IO manager writes under <base_dir>/storage
-        "dynamic_partitions": {name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
-        "asset_history": history.to_json(),
-    }
-    return json.dumps(payload)
+        plan_snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    return StepPayload(
+        args=args,
+        run=run,
+        artifacts_dir=base_dir,
+        dynamic_partitions={name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
+        asset_history=history,
+        execution_plan_snapshot=plan_snapshot,
+    )
 
 
 def _dynamic_partitions(job_def: JobDefinition) -> set[str]:
