@@ -19,3 +19,8 @@ def lineage_run_ids(instance: DagsterInstance, run: DagsterRun) -> list[str]:
     group = instance.get_run_group(run.run_id)
     others = [r.run_id for r in (group[1] if group else []) if r.run_id not in ancestors and r.run_id != run.run_id]
     return [*reversed(ancestors), *others, run.run_id]
+
+
+def root_run_id(run: DagsterRun) -> str:
+    """The id of the run that started ``run``'s lineage (``run``'s own, for a first run)."""
+    return run.root_run_id or run.run_id

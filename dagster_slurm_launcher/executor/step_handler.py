@@ -5,16 +5,13 @@ import shlex
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 
 from dagster import (
     DagsterEvent,
-    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     DynamicPartitionsDefinition,
-    EventLogEntry,
     JobDefinition,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -30,10 +27,11 @@ from dagster_slurm_launcher.dagster_internals import (
     StepHandlerContext,
     copy,
 )
+from dagster_slurm_launcher.executor.adoption import Adoption, created
 from dagster_slurm_launcher.executor.config import StepResources
-from dagster_slurm_launcher.executor.lineage import lineage_run_ids
+from dagster_slurm_launcher.executor.failures import explain_missing_outcome
+from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.executor.output_sources import (
-    SUBMITTED_BY_RUN,
     Adoptions,
     earlier_adoptions,
     point_inputs_at_their_runs,
@@ -48,12 +46,6 @@ from dagster_slurm_launcher.executor.script import (
     render_script,
     write_step_folder,
 )
-from dagster_slurm_launcher.journal import (
-    JOURNAL_FILE,
-    OUTCOMES,
-    ParsedJournal,
-    parse_records,
-)
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import (
     job_name,
@@ -62,12 +54,9 @@ from dagster_slurm_launcher.naming import (
     step_folder,
 )
 from dagster_slurm_launcher.payload import StepPayload
-from dagster_slurm_launcher.settings import ENV_PREFIX
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
-    JobInfo,
-    JobState,
     SlurmClient,
     SlurmError,
     SubmissionUncertain,
@@ -75,7 +64,6 @@ from dagster_slurm_launcher.slurm import (
 )
 from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.transport import TransportError
-from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
 log = get_logger(__name__)
 
@@ -123,15 +111,12 @@ class SlurmStepHandler(StepHandler):
         self._journal_grace = journal_grace
         self._read_failure_timeout = read_failure_timeout
         self._relay: Relay | None = None
+        self._adoption: Adoption | None = None
         self._dynamic_partitions: set[str] = set()
         self._job_def: JobDefinition | None = None
         self._cancelled = False
-        self._continues = False
         self._plan_step_keys: list[str] = []
         self._earlier_adoptions: Adoptions = {}
-        # Steps check_step_health found no job to adopt for, with the jobs it looked at: the
-        # executor launches them next, and launch_step need not look again.
-        self._not_adoptable: dict[str, list[JobInfo]] = {}
 
     @property
     def name(self) -> str:
@@ -146,7 +131,8 @@ class SlurmStepHandler(StepHandler):
         self._job_def = plan_context.reconstructable_job.get_definition()
         self._dynamic_partitions = _dynamic_partitions(self._job_def)
         run = plan_context.dagster_run
-        self._continues = plan_context.resume_from_failure or run.parent_run_id is not None
+        continues = plan_context.resume_from_failure or run.parent_run_id is not None
+        self._adoption = Adoption(self._client, self._relay, self._base_dir, self._journal_grace, self._poll_interval, continues)
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
@@ -160,30 +146,32 @@ class SlurmStepHandler(StepHandler):
         assert self._relay is not None, "SlurmStepHandler.start was not called"
         return self._relay
 
+    @property
+    def adoption(self) -> Adoption:
+        assert self._adoption is not None, "SlurmStepHandler.start was not called"
+        return self._adoption
+
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         step_key = _single_step_key(step_handler_context)
         run = step_handler_context.dagster_run
         args = step_handler_context.execute_step_args
-        root_run_id = run.root_run_id or run.run_id
+        root = root_run_id(run)
         step_context = step_handler_context.get_step_context(step_key)
-        name = job_name(root_run_id, step_key)
+        name = job_name(root, step_key)
         # A run that continues earlier work (resumed, retried, re-executed) may find the step's
         # job already in Slurm, submitted by a worker that died before recording its outcome.
-        if step_key in self._not_adoptable:
-            lineage = self._not_adoptable.pop(step_key)
-        else:
-            lineage = self._lineage_jobs(step_handler_context, name) if self._continues else []
-            if self._adopt(step_handler_context, step_key, lineage, take_failures=False):
-                return
+        adopted, lineage = self.adoption.at_launch(step_handler_context, step_key)
+        if adopted:
+            return
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
-        folder = step_folder(self._base_dir, root_run_id, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
+        folder = step_folder(self._base_dir, root, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
 
         payload = _payload(
             step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(),
             self._earlier_adoptions, self._plan_step_keys,
             collect_asset_history(StepView(self._job_def, step_context.step, run, step_handler_context.instance), step_handler_context.instance),
         )
-        meta = {"step_key": step_key, "run_id": run.run_id, "root_run_id": root_run_id, "job_name": name, "attempt": attempt}
+        meta = {"step_key": step_key, "run_id": run.run_id, "root_run_id": root, "job_name": name, "attempt": attempt}
         write_step_folder(
             self._client.transport, folder, payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(self._env).encode()
         )
@@ -193,7 +181,7 @@ class SlurmStepHandler(StepHandler):
         # The executor's own options go last: sbatch takes the last of repeated options.
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, "export": "NONE"})
         known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
-        claim = Claim(f"{lineage_folder(self._base_dir, root_run_id)}/{CLAIMS_DIR}", frozenset(known))
+        claim = Claim(f"{lineage_folder(self._base_dir, root)}/{CLAIMS_DIR}", frozenset(known))
         job = self._submit(step_handler_context, step_key, script, options, claim, folder)
         if job is None:
             return  # another worker's job for this step was adopted
@@ -215,18 +203,16 @@ class SlurmStepHandler(StepHandler):
         if step is None:
             # Asked about a step this worker did not submit: the run is resuming after its
             # previous worker died (StepDelegatingExecutor.execute, resume_from_failure).
-            lineage = self._lineage_jobs(step_handler_context, job_name(_root(step_handler_context), step_key))
-            if not self._adopt(step_handler_context, step_key, lineage, take_failures=True):
-                self._not_adoptable[step_key] = lineage
+            if not self.adoption.at_health_check(step_handler_context, step_key):
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
             step = self.relay.steps[step_key]
             if step.outcome is None and step.drained:
-                return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
+                return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self._journal_grace))
             return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
         if step.drained:
-            return CheckStepHealthResult.unhealthy(self._explain_missing_outcome(step))
+            return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self._journal_grace))
         if step.unknown_since is not None and time.monotonic() - step.unknown_since > UNKNOWN_GRACE_SECONDS:
             # The job may still run somewhere: cancel it, so that it cannot report an outcome
             # after the executor has failed the step.
@@ -273,18 +259,18 @@ class SlurmStepHandler(StepHandler):
         options: dict[str, OptionValue], claim: Claim, folder: str,
     ) -> SubmittedJob | None:
         """Submit the step's job under ``claim``; ``None`` if another worker's job was adopted."""
-        name = job_name(_root(step_handler_context), step_key)
+        name = job_name(root_run_id(step_handler_context.dagster_run), step_key)
         for _ in range(_SUBMIT_ATTEMPTS):
             try:
                 return self._client.submit(script, name, options, claim=claim)
             except AlreadySubmitted as claimed:
                 # Another worker submitted this step since the look-up: that job is the step's,
                 # unless it has already ended without an outcome to take.
-                if self._adopt(step_handler_context, step_key, self._lineage_jobs(step_handler_context, name), take_failures=True):
+                if self.adoption.after_lost_race(step_handler_context, step_key):
                     return None
                 claim = Claim(claim.directory, claim.known | {claimed.job_id})
             except SubmissionUncertain as uncertain:
-                job = self._find_uncertain_submission(step_handler_context, name, folder, uncertain)
+                job = self._find_uncertain_submission(step_handler_context, step_key, folder, uncertain)
                 if job is not None:
                     return job
                 # sbatch never got through; submitting again under the claim cannot make a twin
@@ -292,147 +278,34 @@ class SlurmStepHandler(StepHandler):
         raise SlurmError(f"could not submit step {step_key!r} as job {name!r} in {_SUBMIT_ATTEMPTS} attempts")
 
     def _find_uncertain_submission(
-        self, step_handler_context: StepHandlerContext, name: str, folder: str, uncertain: SubmissionUncertain
+        self, step_handler_context: StepHandlerContext, step_key: str, folder: str, uncertain: SubmissionUncertain
     ) -> SubmittedJob | None:
         """The job a submission whose answer was lost created, if it exists: found by its name
         and its folder, which no other submission uses."""
-        found = [j for j in self._lineage_jobs(step_handler_context, name) if j.work_dir == folder]
-        log.warning("submission uncertain; looked the job up by name", job_name=name, error=str(uncertain), found=[j.job_id for j in found])
+        found = [j for j in self.adoption.lineage_jobs(step_handler_context, step_key) if j.work_dir == folder]
+        log.warning(
+            "submission uncertain; looked the job up by name", step_key=step_key, error=str(uncertain), found=[j.job_id for j in found]
+        )
         if not found:
             return None
         job = found[0]
-        return SubmittedJob(job.job_id, name, job.submit_time or _created(step_handler_context.instance, _root(step_handler_context)))
-
-    def _lineage_jobs(self, step_handler_context: StepHandlerContext, name: str) -> list[JobInfo]:
-        """Jobs named ``name`` submitted by any run of this run's lineage, newest first."""
-        root_run_id = _root(step_handler_context)
-        prefix = lineage_folder(self._base_dir, root_run_id) + "/"
-        jobs = self._client.find_by_name([name], _created(step_handler_context.instance, root_run_id)).get(name, [])
-        return [j for j in jobs if j.work_dir and j.work_dir.startswith(prefix)]
-
-    def _adopt(self, step_handler_context: StepHandlerContext, step_key: str, lineage: list[JobInfo], take_failures: bool) -> bool:
-        """Take over the step's newest job if its outcome is still to be collected.
-
-        Adopted: a job still queued or running, or one that finished with an outcome no run of
-        the lineage recorded (a failure only if ``take_failures``: a resumed run takes the
-        step's outcome, a retry submits a failed step again). Not adopted: no job, a job that
-        died without an outcome, or one whose outcome is history (an explicit re-execution).
-        """
-        if not lineage:
-            return False
-        run = step_handler_context.dagster_run
-        instance = step_handler_context.instance
-        newest = lineage[0]
-        folder = newest.work_dir
-        assert folder is not None  # _lineage_jobs keeps only jobs with a work dir
-        journal = self._journal(folder, newest)
-        outcome = next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
-        if outcome is None and newest.is_terminal:
-            return False
-        if outcome is not None and (
-            _recorded_in_lineage(instance, run, step_key, outcome)
-            or (outcome.dagster_event_type != DagsterEventType.STEP_SUCCESS and not take_failures)
-        ):
-            return False
-        stored = frozenset(
-            (e.timestamp, e.user_message) for e in instance.all_logs(run.run_id) if e.step_key == step_key
-        )
-        step = TrackedStep(
-            step_key=step_key,
-            job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or _created(instance, _root(step_handler_context))),
-            folder=folder,
-            stored=stored,
-        )
-        self.relay.track(step)
-        instance.report_engine_event(
-            f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, submitted by run {step.source_run_id}",
-            run,
-            EngineEventData(metadata={"slurm_job_id": MetadataValue.text(newest.job_id), SUBMITTED_BY_RUN: MetadataValue.text(step.source_run_id)}),
-            step_key=step_key,
-        )
-        self.relay.poll()
-        return True
-
-    def _journal(self, folder: str, job: JobInfo) -> ParsedJournal:
-        """The job's journal as far as it can be seen. For a job that ended less than the journal
-        grace period ago, read until the worker's ``END`` line shows: on a caching shared
-        filesystem its outcome may not be visible yet, and a step must not be run twice."""
-        # squeue's record of a job that just ended has no end time: take it as recent.
-        recently = job.end_time is None or (datetime.now(UTC) - job.end_time).total_seconds() < self._journal_grace
-        deadline = time.monotonic() + (self._journal_grace if recently else 0.0)
-        while True:
-            [read] = read_files(self._client.transport, [FileSlice(f"{folder}/{JOURNAL_FILE}")])
-            if not job.is_terminal:
-                return parse_records(read.data or b"")
-            final = time.monotonic() >= deadline
-            journal = parse_records(read.data or b"", final=final)
-            if journal.ended or final:
-                return journal
-            time.sleep(self._poll_interval)
+        root = root_run_id(step_handler_context.dagster_run)
+        return SubmittedJob(job.job_id, job.name, job.submit_time or created(step_handler_context.instance, root))
 
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
-        root_run_id = run.root_run_id or run.run_id
-        folder = run_folder(self._base_dir, root_run_id, run.run_id)
-        root = shlex.quote(lineage_folder(self._base_dir, root_run_id))
+        root = root_run_id(run)
+        folder = run_folder(self._base_dir, root, run.run_id)
+        root_folder = shlex.quote(lineage_folder(self._base_dir, root))
         # The root run's folder (and its submission claims) goes too once no run of its
         # lineage has a folder left in it. Best-effort: a folder left behind loses nothing.
         try:
             self._client.transport.run(
                 f"nohup sh -c 'rm -rf -- \"$1\"; ls -A -- \"$2\" | grep -qvx {CLAIMS_DIR} || rm -rf -- \"$2\"' "
-                f"sh {shlex.quote(folder)} {root} >/dev/null 2>&1 &"
+                f"sh {shlex.quote(folder)} {root_folder} >/dev/null 2>&1 &"
             )
         except TransportError as exc:
             log.warning("could not remove the run folder", folder=folder, error=str(exc))
-
-    def _explain_missing_outcome(self, step: TrackedStep) -> str:
-        info = step.info
-        assert info is not None
-        job = f"Slurm job {step.job.job_id}"
-        if info.state == JobState.TIMEOUT:
-            return f"{job} reached its time limit ({step.options.get('time') or info.time_limit}) and was killed. Raise `time` in the executor config or the step's dagster-slurm/sbatch tag."
-        if info.state == JobState.CANCELLED:
-            return f"{job} was cancelled{' ' + info.reason if info.reason else ''} before the step finished."
-        if info.state == JobState.NODE_FAIL:
-            return f"{job} was lost when node {info.node_list} failed."
-        try:
-            [read] = read_files(self._client.transport, [FileSlice(f"{step.folder}/stderr", limit=4096)])
-            stderr = "\n".join((read.data or b"").decode("utf-8", "replace").splitlines()[-20:])
-        except TransportError as exc:
-            stderr = f"(could not be read: {exc})"
-        # With JobAcctGatherParams=OverMemoryKill a job killed for memory ends FAILED (signal 9),
-        # not OUT_OF_MEMORY; slurmstepd says why in the job's stderr.
-        if info.state == JobState.OUT_OF_MEMORY or "exceeded memory limit" in stderr or "oom-kill" in stderr:
-            return f"{job} ran out of memory (requested {step.options.get('mem') or _tres(info.req_tres, 'mem')}; peak {_mib(info.max_rss_bytes)}) and was killed. Raise `mem` in the executor config or the step's dagster-slurm/sbatch tag."
-        code = ":".join(map(str, info.exit_code)) if info.exit_code else "unknown"
-        return (
-            f"{job} ended {info.state.value} (exit code {code}) without reporting the step's outcome: the step "
-            f"worker did not start or crashed, or the shared filesystem did not show its journal within "
-            f"{self._journal_grace:.0f}s ({ENV_PREFIX}JOURNAL_GRACE; on NFS it must exceed acdirmax). "
-            f"Last lines of {step.folder}/stderr:\n{stderr or '(empty)'}"
-        )
-
-
-def _root(step_handler_context: StepHandlerContext) -> str:
-    run = step_handler_context.dagster_run
-    return run.root_run_id or run.run_id
-
-
-def _recorded_in_lineage(instance: DagsterInstance, run: DagsterRun, step_key: str, outcome: EventLogEntry) -> bool:
-    """Whether a run of ``run``'s lineage stored this journal record (the same step, event
-    type and timestamp; databases keep timestamps to the microsecond)."""
-    for run_id in lineage_run_ids(instance, run):
-        for record in instance.get_records_for_run(run_id, of_type=outcome.dagster_event_type).records:
-            entry = record.event_log_entry
-            if entry.step_key == step_key and abs(entry.timestamp - outcome.timestamp) < 1e-3:
-                return True
-    return False
-
-
-def _created(instance: DagsterInstance, run_id: str) -> datetime:
-    """When a run was created: no job of its lineage was submitted before."""
-    record = instance.get_run_record_by_id(run_id)
-    return record.create_timestamp if record else datetime.now(UTC) - timedelta(days=30)
 
 
 def _single_step_key(step_handler_context: StepHandlerContext) -> str:
@@ -476,16 +349,4 @@ def _dynamic_partitions(job_def: JobDefinition) -> set[str]:
         dims = [d.partitions_def for d in partitions_def.partitions_defs] if isinstance(partitions_def, MultiPartitionsDefinition) else [partitions_def]
         names.update(d.name for d in dims if isinstance(d, DynamicPartitionsDefinition) and d.name)
     return names
-
-
-def _tres(tres: str | None, key: str) -> str:
-    for item in (tres or "").split(","):
-        name, _, value = item.partition("=")
-        if name == key:
-            return value
-    return "unknown"
-
-
-def _mib(size: int | None) -> str:
-    return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
 

@@ -29,6 +29,7 @@ from dagster_slurm_launcher.dagster_internals import (
     WorkerStatus,
 )
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
+from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.launcher.heartbeat import beat, interval_for, last_beat
 from dagster_slurm_launcher.launcher.process import (
     LOG_TAG,
@@ -257,7 +258,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     def _slurm_jobs(self, run: DagsterRun) -> list[JobInfo]:
         """The run's jobs still in the controller: submitted from the run's folder, or adopted
         by it from an earlier run of its lineage."""
-        root = run.root_run_id or run.run_id
+        root = root_run_id(run)
         cluster = self._cluster()
         folder = run_folder(cluster.base_dir, root, run.run_id) + "/"
         tracked = _job_ids_in_events(self._instance, run.run_id)
