@@ -6,21 +6,11 @@ from collections.abc import Mapping, Sequence
 from dagster_slurm_launcher.journal import JOURNAL_FILE
 from dagster_slurm_launcher.payload import PAYLOAD_FILE
 from dagster_slurm_launcher.transport import Transport, TransportError
+from dagster_slurm_launcher.transport.programs import command
 
 ENV_FILE = "env"
 META_FILE = "meta.json"
 
-# $1 the step folder, then three pairs (byte count, file name) of files whose contents follow
-# each other on stdin, then the journal's name. The files the relay reads are created empty before the job
-# exists, so that a login node whose shared filesystem caches lookups (NFS, negative entries
-# for up to acdirmax) never caches them as missing. `dd ... count_bytes` reads exactly that
-# many bytes from the pipe (head -c may read ahead and lose the rest).
-_WRITE_STEP_FOLDER = r"""
-umask 077
-mkdir -p -- "$1" && cd -- "$1" || exit 1
-take() { dd bs=65536 count="$1" iflag=count_bytes,fullblock status=none >"$2.tmp" && mv -f -- "$2.tmp" "$2"; }
-take "$2" "$3" && take "$4" "$5" && take "$6" "$7" && : >>"$8" && : >>stdout && : >>stderr
-"""
 
 
 def render_script(*, setup: Sequence[str], working_directory: str | None, python: str, step_folder: str) -> str:
@@ -59,7 +49,6 @@ def write_step_folder(transport: Transport, folder: str, payload: bytes, meta: b
     """Create ``folder`` (0700) with the step's files (0600), in one command."""
     files = [(payload, PAYLOAD_FILE), (meta, META_FILE), (env, ENV_FILE)]
     argv = [folder, *(str(x) for data, name in files for x in (len(data), name)), JOURNAL_FILE]
-    command = f"bash -c {shlex.quote(_WRITE_STEP_FOLDER)} write-step-folder {shlex.join(argv)}"
-    result = transport.run(command, stdin=payload + meta + env)
+    result = transport.run(command("write_step_folder", *argv), stdin=payload + meta + env)
     if not result.ok:
         raise TransportError(f"could not write the step folder {folder} on the cluster: {result.stderr.strip()}")

@@ -1,7 +1,6 @@
 """SlurmStepHandler: Dagster's StepHandler for Slurm. Each step is one sbatch job."""
 
 import json
-import shlex
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -64,6 +63,7 @@ from dagster_slurm_launcher.slurm import (
 )
 from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.transport import TransportError
+from dagster_slurm_launcher.transport.programs import command
 
 log = get_logger(__name__)
 
@@ -296,14 +296,9 @@ class SlurmStepHandler(StepHandler):
         """Remove the run's folder on the cluster, in the background there."""
         root = root_run_id(run)
         folder = run_folder(self._base_dir, root, run.run_id)
-        root_folder = shlex.quote(lineage_folder(self._base_dir, root))
-        # The root run's folder (and its submission claims) goes too once no run of its
-        # lineage has a folder left in it. Best-effort: a folder left behind loses nothing.
         try:
-            self._client.transport.run(
-                f"nohup sh -c 'rm -rf -- \"$1\"; ls -A -- \"$2\" | grep -qvx {CLAIMS_DIR} || rm -rf -- \"$2\"' "
-                f"sh {shlex.quote(folder)} {root_folder} >/dev/null 2>&1 &"
-            )
+            program = command("remove_run_folder", folder, lineage_folder(self._base_dir, root), CLAIMS_DIR)
+            self._client.transport.run(f"nohup {program} >/dev/null 2>&1 &")
         except TransportError as exc:
             log.warning("could not remove the run folder", folder=folder, error=str(exc))
 

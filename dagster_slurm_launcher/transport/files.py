@@ -7,7 +7,6 @@ end of file: on NFS, opening revalidates cached attributes (close-to-open), whil
 ``stat`` may report a size seconds old.
 """
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,44 +15,8 @@ from dagster_slurm_launcher.transport.base import (
     Transport,
     TransportError,
 )
+from dagster_slurm_launcher.transport.programs import command
 
-# stdin: "<offset>\0<limit>\0<path>\0" per file (limit 0: none). stdout: per file, in order,
-# "<index> <start> <count>\n" and <count> bytes, or "<index> -\n" if it could not be opened.
-_READ_FILES = r"""
-t=$(mktemp) || exit 1
-exec 4>&2  # the loop's stderr is silenced (files not there yet); its real errors go here
-trap 'rm -f "$t"' EXIT
-trap 'exit 1' HUP INT PIPE TERM
-i=0
-while IFS= read -r -d '' offset && IFS= read -r -d '' limit && IFS= read -r -d '' path; do
-    if exec 3<"$path"; then
-        start=$offset
-        if [ "$limit" -gt 0 ]; then
-            size=$(stat -L -c %s /dev/fd/3)
-            [ $((size - limit)) -gt "$offset" ] && start=$((size - limit))
-        fi
-        if ! tail -c +$((start + 1)) <&3 >"$t"; then
-            exec 3<&-
-            # A full temporary directory fails the whole read, rather than pass for "no new
-            # data"; a journal that could not be read (ESTALE or EIO on NFS) is read next time.
-            if ! printf x >"$t"; then
-                echo "could not copy $path into $t (is ${TMPDIR:-/tmp} on the login node full?)" >&4
-                exit 1
-            fi
-            printf '%s -\n' "$i"
-            i=$((i + 1))
-            continue
-        fi
-        exec 3<&-
-        printf '%s %s %s\n' "$i" "$start" "$(stat -c %s "$t")"
-        cat "$t"
-    else
-        printf '%s -\n' "$i"
-    fi
-    i=$((i + 1))
-done 2>/dev/null
-"""
-_COMMAND = f"bash -c {shlex.quote(_READ_FILES)}"
 # A read is idempotent: a command cut off by a dropped connection is simply sent again.
 _ATTEMPTS = 3
 
@@ -87,7 +50,7 @@ def read_files(transport: Transport, slices: Sequence[FileSlice]) -> list[FileRe
     request = b"".join(f"{s.offset}\0{s.limit or 0}\0{s.path}\0".encode() for s in slices)
     for attempt in range(_ATTEMPTS):
         try:
-            result = transport.run(_COMMAND, stdin=request)
+            result = transport.run(command("read_files"), stdin=request)
             break
         except CommandInterrupted:
             if attempt == _ATTEMPTS - 1:
