@@ -6,6 +6,7 @@ import sys
 import time
 import uuid
 
+from dagster_slurm_launcher.executor.config import DEFAULT_OPTIONS, NO_EXPORT
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
 from dagster_slurm_launcher.slurm import SlurmClient, SlurmError
 from dagster_slurm_launcher.transport import (
@@ -32,7 +33,7 @@ def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int
     base = settings.remote_base_dir if settings.remote_base_dir.startswith("/") else f"{home}/{settings.remote_base_dir}"
     out_dir = f"{base}/check"
     transport.run(f"umask 077 && mkdir -p {shlex.quote(out_dir)}")
-    options = {"output": f"{out_dir}/%j.out", "time": "00:05:00", "partition": partition, "export": "NONE", "no-requeue": True}
+    options = {**DEFAULT_OPTIONS, **NO_EXPORT, "output": f"{out_dir}/%j.out", "time": "00:05:00", "partition": partition}
     job = client.submit(_PROBE.format(python=shlex.quote(settings.python)), f"dagster-slurm-check-{uuid.uuid4().hex[:8]}", options)
     print(f"submitted  job {job.job_id} ({job.name})")
     deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ class Cluster:
 
     client: SlurmClient
     settings: SlurmSettings
-    base_dir: str
+    remote_base_dir: str
 
 
 def settings_from(config: Mapping[str, Any]) -> SlurmSettings:
@@ -30,8 +30,8 @@ def settings_from(config: Mapping[str, Any]) -> SlurmSettings:
 def connect(settings: SlurmSettings) -> Cluster:
     """Connect as ``settings`` say."""
     client = SlurmClient(make_transport(settings), retry_timeout=settings.reconnect_timeout)
-    base_dir = settings.remote_base_dir
-    if not base_dir.startswith("/"):
+    remote_base_dir = settings.remote_base_dir
+    if not remote_base_dir.startswith("/"):
         home = client.transport.run('printf %s "$HOME"').stdout
-        base_dir = f"{home}/{base_dir}"
-    return Cluster(client=client, settings=settings, base_dir=base_dir)
+        remote_base_dir = f"{home}/{remote_base_dir}"
+    return Cluster(client=client, settings=settings, remote_base_dir=remote_base_dir)

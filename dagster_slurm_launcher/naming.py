@@ -7,10 +7,8 @@ identity is kept in the step folder's ``meta.json``.
 """
 
 import hashlib
-import re
 
 JOB_NAME_PREFIX = "dagster"
-_JOB_NAME = re.compile(rf"{JOB_NAME_PREFIX}-(?P<root_run_id>[0-9a-f-]{{36}})-(?P<step_hash>[0-9a-f]{{16}})")
 
 
 def step_hash(step_key: str) -> str:
@@ -22,25 +20,19 @@ def job_name(root_run_id: str, step_key: str) -> str:
     return f"{JOB_NAME_PREFIX}-{root_run_id}-{step_hash(step_key)}"
 
 
-def parse_job_name(name: str) -> tuple[str, str] | None:
-    """``(root_run_id, step_hash)`` of a name made by :func:`job_name`, else ``None``."""
-    match = _JOB_NAME.fullmatch(name)
-    return (match["root_run_id"], match["step_hash"]) if match else None
-
-
-def lineage_folder(base_dir: str, root_run_id: str) -> str:
+def lineage_folder(remote_base_dir: str, root_run_id: str) -> str:
     """The folder of a root run and all its retries and re-executions."""
-    return f"{base_dir}/runs/{root_run_id}"
+    return f"{remote_base_dir}/runs/{root_run_id}"
 
 
-def run_folder(base_dir: str, root_run_id: str, run_id: str) -> str:
-    return f"{lineage_folder(base_dir, root_run_id)}/{run_id}"
+def run_folder(remote_base_dir: str, root_run_id: str, run_id: str) -> str:
+    return f"{lineage_folder(remote_base_dir, root_run_id)}/{run_id}"
 
 
-def step_folder(base_dir: str, root_run_id: str, run_id: str, step_key: str, attempt: int, nonce: str) -> str:
+def step_folder(remote_base_dir: str, root_run_id: str, run_id: str, step_key: str, attempt: int, nonce: str) -> str:
     """One folder per submission: a retried or resubmitted step gets a fresh one. A job's folder
     is its working directory, so a later run finds it from the job itself."""
-    return f"{run_folder(base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}.{nonce}"
+    return f"{run_folder(remote_base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}.{nonce}"
 
 
 def run_id_of_step_folder(folder: str) -> str:

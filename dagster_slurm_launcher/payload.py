@@ -33,8 +33,9 @@ class StepPayload:
     args: ExecuteStepArgs
     """The step's execution arguments, without the instance ref (it can hold database credentials)."""
     run: DagsterRun
-    artifacts_dir: str
-    """Where the default IO manager writes (``<artifacts_dir>/storage``), on the shared filesystem."""
+    remote_base_dir: str
+    """The executor's folder on the shared filesystem; the default IO manager writes under its
+    ``storage`` folder, as it would under ``$DAGSTER_HOME/storage``."""
     dynamic_partitions: Mapping[str, Sequence[str]]
     """The dynamic partitions of the job's assets, as the instance held them at submission."""
     asset_history: AssetHistory
@@ -46,7 +47,7 @@ class StepPayload:
             "format": FORMAT,
             "args": serialize_value(self.args),
             "run": serialize_value(self.run),
-            "artifacts_dir": self.artifacts_dir,
+            "remote_base_dir": self.remote_base_dir,
             "dynamic_partitions": {name: list(keys) for name, keys in self.dynamic_partitions.items()},
             "asset_history": self.asset_history.to_json(),
             "execution_plan_snapshot": serialize_value(self.execution_plan_snapshot) if self.execution_plan_snapshot else None,
@@ -65,7 +66,7 @@ class StepPayload:
         return cls(
             args=deserialize_value(value["args"], ExecuteStepArgs),
             run=deserialize_value(value["run"], DagsterRun),
-            artifacts_dir=value["artifacts_dir"],
+            remote_base_dir=value["remote_base_dir"] if "remote_base_dir" in value else value["artifacts_dir"],  # 0.1's name
             dynamic_partitions=value["dynamic_partitions"],
             asset_history=AssetHistory.from_json(value["asset_history"]),
             execution_plan_snapshot=deserialize_value(snapshot, ExecutionPlanSnapshot) if snapshot else None,

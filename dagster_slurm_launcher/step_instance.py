@@ -271,20 +271,20 @@ _refuse_the_rest(StepRunStorage, RunStorage, _RUN_ANSWERED)
 
 
 def step_instance(
-    journal: JournalWriter, artifacts_dir: str, history: AssetHistory, run: DagsterRun,
+    journal: JournalWriter, remote_base_dir: str, history: AssetHistory, run: DagsterRun,
     dynamic_partitions: Mapping[str, Sequence[str]], plan_snapshot: ExecutionPlanSnapshot | None = None,
 ) -> tuple[DagsterInstance, DagsterRun]:
     """The step's instance, holding ``run``, and the run as stored there.
 
     Its event log is the journal; outputs of the default IO manager go to
-    ``<artifacts_dir>/storage`` on the shared filesystem, as they would go to
+    ``<remote_base_dir>/storage`` on the shared filesystem, as they would go to
     ``$DAGSTER_HOME/storage``. ``plan_snapshot``: the run's, when it has repository load data
     (cacheable assets read it from there).
     """
     run_storage = StepRunStorage(run, plan_snapshot)
     instance = DagsterInstance(
         instance_type=InstanceType.EPHEMERAL,
-        local_artifact_storage=LocalArtifactStorage(artifacts_dir),
+        local_artifact_storage=LocalArtifactStorage(remote_base_dir),
         run_storage=run_storage,
         event_storage=JournalingEventLogStorage(journal, history, dynamic_partitions, run_storage.run.run_id),
         compute_log_manager=NoOpComputeLogManager(),

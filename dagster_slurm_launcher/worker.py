@@ -54,7 +54,7 @@ def run_step(step_folder: str) -> None:
     journal = _journal = JournalWriter(journal_path)
     try:
         instance, run = step_instance(
-            journal, payload.artifacts_dir, payload.asset_history, payload.run, payload.dynamic_partitions,
+            journal, payload.remote_base_dir, payload.asset_history, payload.run, payload.dynamic_partitions,
             payload.execution_plan_snapshot,
         )
         with instance:

@@ -11,9 +11,7 @@ from dagster import DagsterInstance, instance_for_test
 
 from dagster_slurm_launcher.slurm import SlurmClient
 from dagster_slurm_launcher.transport import LocalTransport, SSHTransport, Transport
-
 from tests import lab
-
 
 # The lab's login node caches directory entries for 10 s (deploy/lab/daemons.sh), so a journal's
 # last lines show within 30 s; the default 90 s (for NFS's 60 s) would add a minute to every test

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, execute_job
-from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEventType
-
+from dagster._core.execution.job_execution_result import JobExecutionResult
 
 from tests import lab
 

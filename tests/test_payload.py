@@ -25,7 +25,7 @@ def payload() -> StepPayload:
 def test_what_the_executor_writes_the_worker_reads_back() -> None:
     back = StepPayload.from_json(payload().to_json())
     assert back.run.run_id == "a-run" and back.args.step_keys_to_execute == ["step"]
-    assert back.dynamic_partitions == {"regions": ["north"]} and back.artifacts_dir == "/shared/base"
+    assert back.dynamic_partitions == {"regions": ["north"]} and back.remote_base_dir == "/shared/base"
 
 
 def test_a_payload_from_a_newer_executor_is_refused_naming_the_fix() -> None:
@@ -37,4 +37,5 @@ def test_a_payload_from_a_newer_executor_is_refused_naming_the_fix() -> None:
 def test_a_payload_written_before_formats_were_numbered_is_read() -> None:
     old = json.loads(payload().to_json())
     del old["format"]
+    old["artifacts_dir"] = old.pop("remote_base_dir")
     assert StepPayload.from_json(json.dumps(old)).run.run_id == "a-run"

@@ -6,9 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
+from dagster_slurm_launcher.slurm import (
+    JobInfo,
+    JobState,
+    SlurmClient,
+    SlurmError,
+    SubmittedJob,
+)
 from dagster_slurm_launcher.transport import SSHTransport, Transport
-
 from tests import lab
 
 pytestmark = pytest.mark.lab

@@ -7,8 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dagster_slurm_launcher.slurm import JobState, SlurmClient, SubmittedJob, sbatch_arguments, validate_job_name
-from dagster_slurm_launcher.slurm.parse import parse_duration, parse_memory, parse_sacct, parse_squeue
+from dagster_slurm_launcher.slurm import (
+    JobState,
+    SlurmClient,
+    SubmittedJob,
+    sbatch_arguments,
+    validate_job_name,
+)
+from dagster_slurm_launcher.slurm.parse import (
+    parse_duration,
+    parse_memory,
+    parse_sacct,
+    parse_squeue,
+)
 from dagster_slurm_launcher.transport import CommandResult, Transport
 
 SUBMITTED = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)

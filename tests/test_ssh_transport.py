@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from dagster_slurm_launcher.transport import SSHTransport, TransportError
-
 from tests import lab
 
 

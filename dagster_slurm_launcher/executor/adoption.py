@@ -19,7 +19,6 @@ from dagster import (
 
 from dagster_slurm_launcher.dagster_internals import EngineEventData, StepHandlerContext
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
-from dagster_slurm_launcher.executor.output_sources import SUBMITTED_BY_RUN
 from dagster_slurm_launcher.executor.relay import Relay, TrackedStep
 from dagster_slurm_launcher.journal import (
     JOURNAL_FILE,
@@ -28,6 +27,7 @@ from dagster_slurm_launcher.journal import (
     parse_records,
 )
 from dagster_slurm_launcher.naming import job_name, lineage_folder
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SUBMITTED_BY_RUN
 from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
@@ -41,11 +41,11 @@ class Adoption:
     """
 
     def __init__(
-        self, client: SlurmClient, relay: Relay, base_dir: str, journal_grace: float, poll_interval: float, continues: bool
+        self, client: SlurmClient, relay: Relay, remote_base_dir: str, journal_grace: float, poll_interval: float, continues: bool
     ) -> None:
         self._client = client
         self._relay = relay
-        self._base_dir = base_dir
+        self._remote_base_dir = remote_base_dir
         self._journal_grace = journal_grace
         self._poll_interval = poll_interval
         self._continues = continues
@@ -79,7 +79,7 @@ class Adoption:
         """The step's jobs submitted by any run of this run's lineage, newest first."""
         root = root_run_id(context.dagster_run)
         name = job_name(root, step_key)
-        prefix = lineage_folder(self._base_dir, root) + "/"
+        prefix = lineage_folder(self._remote_base_dir, root) + "/"
         jobs = self._client.find_by_name([name], created(context.instance, root)).get(name, [])
         return [j for j in jobs if j.work_dir and j.work_dir.startswith(prefix)]
 
@@ -111,14 +111,14 @@ class Adoption:
             step_key=step_key,
             job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or created(instance, root_run_id(run))),
             folder=folder,
-            stored=stored,
+            already_stored=stored,
         )
         self._relay.track(step)
         instance.report_engine_event(
             f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, submitted by run {step.source_run_id}",
             run,
             EngineEventData(metadata={
-                "slurm_job_id": MetadataValue.text(newest.job_id), SUBMITTED_BY_RUN: MetadataValue.text(step.source_run_id)
+                SLURM_JOB_ID: MetadataValue.text(newest.job_id), SUBMITTED_BY_RUN: MetadataValue.text(step.source_run_id)
             }),
             step_key=step_key,
         )

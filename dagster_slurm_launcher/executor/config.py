@@ -26,6 +26,7 @@ from dagster_slurm_launcher.dagster_internals import get_retries_config
 from dagster_slurm_launcher.settings import ENV_PREFIX
 from dagster_slurm_launcher.slurm.client import (
     OptionValue,
+    option_flag,
     owned_option,
     sbatch_arguments,
 )
@@ -36,11 +37,13 @@ SBATCH_TAG = "dagster-slurm/sbatch"
 # Options the executor sets itself: a step's identity, where its files go, and what of the
 # run worker's environment reaches the job (nothing: secrets stay on the Dagster host).
 EXECUTOR_OWNED = ("job-name", "output", "error", "chdir", "parsable", "wrap", "export", "export-file")
+# Nothing of the run worker's environment reaches a job (secrets stay on the Dagster host).
+NO_EXPORT: dict[str, OptionValue] = {"export": "NONE"}
 # A job that Slurm requeues runs its script again; a step is computed once (see the worker).
 # Sites that want requeue on preemption set `requeue: true`.
 DEFAULT_OPTIONS: dict[str, OptionValue] = {"no-requeue": True}
 # Executor config keys that are sbatch options under the same name.
-RESOURCE_KEYS = ("partition", "account", "qos", "time", "cpus_per_task", "mem", "gpus", "constraint", "signal")
+SBATCH_OPTION_KEYS = ("partition", "account", "qos", "time", "cpus_per_task", "mem", "gpus", "constraint", "signal")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -109,16 +112,16 @@ class SlurmConfigError(DagsterError, ValueError):
 
 
 @dataclass(frozen=True)
-class StepResources:
+class SbatchOptions:
     """The sbatch options of the executor config, before any op's tag."""
 
     options: Mapping[str, OptionValue]
 
     @staticmethod
-    def from_config(config: Mapping[str, Any]) -> "StepResources":
-        options: dict[str, OptionValue] = {k: config[k] for k in RESOURCE_KEYS if config.get(k) is not None}
+    def from_config(config: Mapping[str, Any]) -> "SbatchOptions":
+        options: dict[str, OptionValue] = {k: config[k] for k in SBATCH_OPTION_KEYS if config.get(k) is not None}
         options.update(config.get("sbatch_options") or {})
-        return StepResources(_checked(options, "executor config sbatch options"))
+        return SbatchOptions(_checked(options, "executor config sbatch options"))
 
     def for_step(self, step_key: str, tags: Mapping[str, str]) -> dict[str, OptionValue]:
         """The executor's options overridden by the step's ``dagster-slurm/sbatch`` tag."""
@@ -140,7 +143,7 @@ def parse_sbatch_tag(step_key: str, raw: str) -> dict[str, OptionValue]:
 
 
 def _normalized(options: Mapping[str, OptionValue]) -> dict[str, OptionValue]:
-    return {key.replace("_", "-"): value for key, value in options.items()}
+    return {option_flag(key): value for key, value in options.items()}
 
 
 def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
@@ -149,7 +152,7 @@ def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
             raise SlurmConfigError(f"{where}: sbatch option {key!r} must be a string, number or boolean; got {value!r}")
         owned = owned_option(key, EXECUTOR_OWNED)
         if owned:
-            what = "" if key.replace("_", "-") == owned else f" (sbatch reads it as --{owned})"
+            what = "" if option_flag(key) == owned else f" (sbatch reads it as --{owned})"
             raise SlurmConfigError(
                 f"{where}: sbatch option {key!r}{what} is set by the executor (job names identify steps; output "
                 "goes to the step's folder; the job's environment is the cluster user's plus env_vars); remove it"

@@ -23,7 +23,7 @@ from dagster_slurm_launcher.dagster_internals import (
 from dagster_slurm_launcher.executor.config import (
     CONFIG_SCHEMA,
     SBATCH_TAG,
-    StepResources,
+    SbatchOptions,
     parse_sbatch_tag,
     refuse_shell_from_run_config,
     step_environment,
@@ -46,7 +46,7 @@ class SlurmExecutor(StepDelegatingExecutor):
 
     def __init__(self, step_handler: SlurmStepHandler, debug_mode: bool, **kwargs: Any) -> None:
         super().__init__(step_handler, **kwargs)
-        self._slurm = step_handler
+        self._step_handler = step_handler
         self._debug_mode = debug_mode
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
@@ -54,7 +54,7 @@ class SlurmExecutor(StepDelegatingExecutor):
         for step in execution_plan.steps:
             if SBATCH_TAG in step.tags:
                 parse_sbatch_tag(step.key, step.tags[SBATCH_TAG])
-        self._slurm.start(plan_context)
+        self._step_handler.start(plan_context)
         failed = False
         try:
             for event in super().execute(plan_context, execution_plan):
@@ -64,21 +64,21 @@ class SlurmExecutor(StepDelegatingExecutor):
             # With run monitoring on, StepDelegatingExecutor.execute does not terminate steps
             # when interrupted (instance.run_will_resume), even for a run the user terminated:
             # the launcher's scancel is then the only one, and it may have failed.
-            self._slurm.stop_jobs(plan_context.instance, plan_context.dagster_run)
+            self._step_handler.stop_jobs(plan_context.instance, plan_context.dagster_run)
             raise
         try:
-            self._slurm.relay.drain(timeout=self._slurm.journal_grace + DRAIN_SECONDS)
+            self._step_handler.relay.drain(timeout=self._step_handler.journal_grace + DRAIN_SECONDS)
         except (SlurmError, TransportError) as exc:
             # Every outcome is recorded; only the last accounting and logs are missing.
             log.warning("could not drain the run's last jobs", error=str(exc))
         if not failed and not self._debug_mode:
-            self._slurm.remove_run_folder(plan_context.dagster_run)
+            self._step_handler.remove_run_folder(plan_context.dagster_run)
 
     def _pop_events(self, instance: DagsterInstance, run_id: str, seen_storage_ids: set[int]) -> Sequence[DagsterEvent]:
         # StepDelegatingExecutor.execute calls this once per loop iteration while steps are in
         # flight, to read new events from the event log: relaying the journals just before keeps
         # the whole run worker single-threaded.
-        self._slurm.relay.poll_if_due()
+        self._step_handler.relay.poll_if_due()
         return super()._pop_events(instance, run_id, seen_storage_ids)
 
 
@@ -110,8 +110,8 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
     cluster = connect(settings)
     handler = SlurmStepHandler(
         client=cluster.client,
-        resources=StepResources.from_config(config),
-        base_dir=cluster.base_dir,
+        sbatch_options=SbatchOptions.from_config(config),
+        remote_base_dir=cluster.remote_base_dir,
         python=settings.python,
         setup=config["setup"],
         env=step_environment(config["env_vars"]),

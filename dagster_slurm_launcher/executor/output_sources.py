@@ -22,9 +22,7 @@ from dagster_slurm_launcher.dagster_internals import (
 )
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids
 from dagster_slurm_launcher.executor.relay import TrackedStep
-
-SUBMITTED_BY_RUN = "submitted_by_run"
-"""Metadata key of the engine event that records an adoption: the run whose job was adopted."""
+from dagster_slurm_launcher.run_events import SUBMITTED_BY_RUN, metadata_values
 
 # run id -> step key -> the run that submitted the job the step's outcome came from
 Adoptions = Mapping[str, Mapping[str, str]]
@@ -34,12 +32,9 @@ def earlier_adoptions(instance: DagsterInstance, run: DagsterRun) -> Adoptions:
     """The adoptions recorded by the other runs of ``run``'s lineage."""
     found: dict[str, dict[str, str]] = {}
     for other in lineage_run_ids(instance, run)[:-1]:
-        for record in instance.get_records_for_run(other, of_type=DagsterEventType.ENGINE_EVENT).records:
-            entry = record.event_log_entry
-            data = entry.dagster_event.event_specific_data if entry.dagster_event else None
-            source = (getattr(data, "metadata", None) or {}).get(SUBMITTED_BY_RUN)
-            if source is not None and entry.step_key:
-                found.setdefault(other, {})[entry.step_key] = str(source.value)
+        for step_key, source in metadata_values(instance, other, [DagsterEventType.ENGINE_EVENT], SUBMITTED_BY_RUN):
+            if step_key:
+                found.setdefault(other, {})[step_key] = source
     return found
 
 

@@ -21,6 +21,7 @@ from dagster_slurm_launcher.executor.step_ids import StepIds
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import run_id_of_step_folder
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID
 from dagster_slurm_launcher.slurm import (
     JobInfo,
     JobState,
@@ -57,7 +58,7 @@ class TrackedStep:
     reported: str | None = None
     log_file_key: str | None = None
     """The file key of the step's captured logs (from the worker's LOGS_CAPTURED event)."""
-    stored: frozenset[tuple[float, str]] = frozenset()
+    already_stored: frozenset[tuple[float, str]] = frozenset()
     """(timestamp, message) of the step's events already in the instance, for a job adopted
     from a run worker that died: what it relayed before dying is not relayed again."""
     unknown_since: float | None = None
@@ -159,8 +160,8 @@ class Relay:
             summary = f"RUNNING on {info.node_list}"
         else:
             summary = info.state.value
-        if summary != step.reported and not info.is_terminal:
-            step.reported = summary
+        if summary != step.reported_state and not info.is_terminal:
+            step.reported_state = summary
             self._engine_event(step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)})
 
     def _read_journals(self, steps: list[TrackedStep], past_grace: set[str]) -> bool:
@@ -209,7 +210,7 @@ class Relay:
                 entry = entry._replace(run_id=self._run.run_id)
             entry = step.ids.rewrite(self._instance, entry)
             step.ids.remember(record.seq, entry)
-            if (entry.timestamp, entry.user_message) not in step.stored:
+            if (entry.timestamp, entry.user_message) not in step.already_stored:
                 self._instance.handle_new_event(entry)
             if entry.dagster_event_type in OUTCOMES:
                 step.outcome = entry.dagster_event_type
@@ -245,7 +246,7 @@ class Relay:
         info = step.info
         assert info is not None
         metadata = {
-            "slurm_job_id": MetadataValue.text(step.job.job_id),
+            SLURM_JOB_ID: MetadataValue.text(step.job.job_id),
             "slurm_state": MetadataValue.text(info.state.value + (f" {info.reason}" if info.reason else "")),
             "exit_code": MetadataValue.text(":".join(map(str, info.exit_code)) if info.exit_code else "unknown"),
         }

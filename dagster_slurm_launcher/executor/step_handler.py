@@ -27,7 +27,7 @@ from dagster_slurm_launcher.dagster_internals import (
     copy,
 )
 from dagster_slurm_launcher.executor.adoption import Adoption, created
-from dagster_slurm_launcher.executor.config import StepResources
+from dagster_slurm_launcher.executor.config import NO_EXPORT, SbatchOptions
 from dagster_slurm_launcher.executor.failures import explain_missing_outcome
 from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.executor.output_sources import (
@@ -53,6 +53,7 @@ from dagster_slurm_launcher.naming import (
     step_folder,
 )
 from dagster_slurm_launcher.payload import StepPayload
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, report_cancelled
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -78,8 +79,8 @@ class SlurmStepHandler(StepHandler):
 
     Args:
         client: the Slurm client (and, through it, the transport to the login node).
-        resources: the executor's sbatch options; a step's ``dagster-slurm/sbatch`` tag overrides them.
-        base_dir: absolute run-folder root on the cluster's shared filesystem.
+        sbatch_options: the executor's sbatch options; a step's ``dagster-slurm/sbatch`` tag overrides them.
+        remote_base_dir: absolute run-folder root on the cluster's shared filesystem.
         python: the Python executable on the compute nodes.
         setup: shell lines run before each step.
         env: environment variables exported to each step.
@@ -92,8 +93,8 @@ class SlurmStepHandler(StepHandler):
         self,
         *,
         client: SlurmClient,
-        resources: StepResources,
-        base_dir: str,
+        sbatch_options: SbatchOptions,
+        remote_base_dir: str,
         python: str,
         setup: Sequence[str],
         env: Mapping[str, str],
@@ -102,8 +103,8 @@ class SlurmStepHandler(StepHandler):
         read_failure_timeout: float,
     ) -> None:
         self._client = client
-        self._resources = resources
-        self._base_dir = base_dir
+        self._sbatch_options = sbatch_options
+        self._remote_base_dir = remote_base_dir
         self._python = python
         self._setup = list(setup)
         self._env = dict(env)
@@ -132,7 +133,7 @@ class SlurmStepHandler(StepHandler):
         self._dynamic_partitions = _dynamic_partitions(self._job_def)
         run = plan_context.dagster_run
         continues = plan_context.resume_from_failure or run.parent_run_id is not None
-        self._adoption = Adoption(self._client, self._relay, self._base_dir, self._journal_grace, self._poll_interval, continues)
+        self._adoption = Adoption(self._client, self._relay, self._remote_base_dir, self._journal_grace, self._poll_interval, continues)
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
@@ -164,10 +165,10 @@ class SlurmStepHandler(StepHandler):
         if adopted:
             return
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
-        folder = step_folder(self._base_dir, root, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
+        folder = step_folder(self._remote_base_dir, root, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
 
         payload = _payload(
-            step_handler_context, self._base_dir, self._dynamic_partitions, self.relay.steps.values(),
+            step_handler_context, self._remote_base_dir, self._dynamic_partitions, self.relay.steps.values(),
             self._earlier_adoptions, self._plan_step_keys,
             collect_asset_history(StepView(self._job_def, step_context.step, run, step_handler_context.instance), step_handler_context.instance),
         )
@@ -177,11 +178,11 @@ class SlurmStepHandler(StepHandler):
         )
         working_directory = run.job_code_origin.repository_origin.code_pointer.working_directory if run.job_code_origin else None
         script = render_script(setup=self._setup, working_directory=working_directory, python=self._python, step_folder=folder)
-        options = self._resources.for_step(step_key, step_handler_context.step_tags[step_key])
+        options = self._sbatch_options.for_step(step_key, step_handler_context.step_tags[step_key])
         # The executor's own options go last: sbatch takes the last of repeated options.
-        options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, "export": "NONE"})
+        options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, **NO_EXPORT})
         known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
-        claim = Claim(f"{lineage_folder(self._base_dir, root)}/{CLAIMS_DIR}", frozenset(known))
+        claim = Claim(f"{lineage_folder(self._remote_base_dir, root)}/{CLAIMS_DIR}", frozenset(known))
         job = self._submit(step_handler_context, step_key, script, options, claim, folder)
         if job is None:
             return  # another worker's job for this step was adopted
@@ -190,7 +191,7 @@ class SlurmStepHandler(StepHandler):
             step_context,
             f"Submitted step {step_key} as Slurm job {job.job_id}.",
             metadata={
-                "slurm_job_id": MetadataValue.text(job.job_id),
+                SLURM_JOB_ID: MetadataValue.text(job.job_id),
                 "slurm_job_name": MetadataValue.text(name),
                 "step_folder": MetadataValue.path(folder),
                 **{f"sbatch_{k}": MetadataValue.text(str(v)) for k, v in options.items() if k not in {"output", "error", "chdir"}},
@@ -248,11 +249,7 @@ class SlurmStepHandler(StepHandler):
             return
         if jobs:
             self._client.cancel(jobs)
-            instance.report_engine_event(
-                f"Cancelled Slurm jobs {', '.join(jobs)}",
-                dagster_run,
-                EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
-            )
+            report_cancelled(instance, dagster_run, jobs)
 
     def _submit(
         self, step_handler_context: StepHandlerContext, step_key: str, script: str,
@@ -295,9 +292,9 @@ class SlurmStepHandler(StepHandler):
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
         root = root_run_id(run)
-        folder = run_folder(self._base_dir, root, run.run_id)
+        folder = run_folder(self._remote_base_dir, root, run.run_id)
         try:
-            program = command("remove_run_folder", folder, lineage_folder(self._base_dir, root), CLAIMS_DIR)
+            program = command("remove_run_folder", folder, lineage_folder(self._remote_base_dir, root), CLAIMS_DIR)
             self._client.transport.run(f"nohup {program} >/dev/null 2>&1 &")
         except TransportError as exc:
             log.warning("could not remove the run folder", folder=folder, error=str(exc))
@@ -311,7 +308,7 @@ def _single_step_key(step_handler_context: StepHandlerContext) -> str:
 
 def _payload(
     step_handler_context: StepHandlerContext,
-    base_dir: str,
+    remote_base_dir: str,
     dynamic_partitions: set[str],
     tracked: Iterable[TrackedStep],
     earlier: Adoptions,
@@ -329,7 +326,7 @@ def _payload(
     return StepPayload(
         args=args,
         run=run,
-        artifacts_dir=base_dir,
+        remote_base_dir=remote_base_dir,
         dynamic_partitions={name: list(instance.get_dynamic_partitions(name)) for name in dynamic_partitions},
         asset_history=history,
         execution_plan_snapshot=plan_snapshot,

@@ -8,7 +8,6 @@ from typing import Any
 
 from dagster import (
     DagsterEventType,
-    DagsterInstance,
     DagsterRun,
     Field,
     Float,
@@ -40,6 +39,11 @@ from dagster_slurm_launcher.launcher.process import (
 )
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
+from dagster_slurm_launcher.run_events import (
+    SLURM_JOB_ID,
+    metadata_values,
+    report_cancelled,
+)
 from dagster_slurm_launcher.slurm import JobInfo
 
 _FORGET_AFTER_SECONDS = 86400.0
@@ -246,10 +250,7 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
             jobs = [info.job_id for info in self._slurm_jobs(run) if not info.is_terminal]
             if jobs:
                 self._cluster().client.cancel(jobs)
-                self._instance.report_engine_event(
-                    f"Cancelled Slurm jobs {', '.join(jobs)}", run,
-                    EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}), cls=self.__class__,
-                )
+                report_cancelled(self._instance, run, jobs, cls=self.__class__)
         finally:
             if not signalled:
                 self._instance.report_run_canceled(run, message="Run terminated; its run worker was not running.")
@@ -260,8 +261,9 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         by it from an earlier run of its lineage."""
         root = root_run_id(run)
         cluster = self._cluster()
-        folder = run_folder(cluster.base_dir, root, run.run_id) + "/"
-        tracked = _job_ids_in_events(self._instance, run.run_id)
+        folder = run_folder(cluster.remote_base_dir, root, run.run_id) + "/"
+        events = (DagsterEventType.STEP_WORKER_STARTING, DagsterEventType.ENGINE_EVENT)
+        tracked = {job_id for _, job_id in metadata_values(self._instance, run.run_id, events, SLURM_JOB_ID)}
         return [
             info for info in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-{root}-")
             if info.job_id in tracked or (info.work_dir or "").startswith(folder)
@@ -277,15 +279,3 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         if self._connected is not None:
             self._connected.client.transport.close()
 
-
-def _job_ids_in_events(instance: DagsterInstance, run_id: str) -> set[str]:
-    """Slurm job ids the run's events name (its submissions, and jobs it adopted)."""
-    ids = set()
-    for event_type in (DagsterEventType.STEP_WORKER_STARTING, DagsterEventType.ENGINE_EVENT):
-        for record in instance.get_records_for_run(run_id, of_type=event_type).records:
-            event = record.event_log_entry.dagster_event
-            metadata = (getattr(event.event_specific_data, "metadata", None) if event else None) or {}
-            value = metadata.get("slurm_job_id")
-            if value is not None:
-                ids.add(str(value.value))
-    return ids

@@ -117,10 +117,15 @@ def validate_job_name(name: str) -> None:
         raise ValueError(f"job name {name!r} cannot be used: {problem}")
 
 
+def option_flag(key: str) -> str:
+    """sbatch's name of option ``key``, which may be written with ``_`` (``cpus_per_task``)."""
+    return key.replace("_", "-")
+
+
 def owned_option(key: str, owned: Iterable[str]) -> str | None:
     """The one of ``owned`` (long option names) that sbatch would take ``key`` for, if any:
     sbatch takes any unambiguous prefix of a long option (`job_n` is --job-name)."""
-    flag = key.replace("_", "-")
+    flag = option_flag(key)
     return next((o for o in owned if o.startswith(flag)), None)
 
 
@@ -134,7 +139,7 @@ def sbatch_arguments(options: Mapping[str, OptionValue]) -> list[str]:
     for key, value in options.items():
         if not _OPTION_KEY.fullmatch(key):
             raise ValueError(f"sbatch option {key!r} is not an option name: use sbatch's long names, e.g. 'cpus_per_task'")
-        flag = key.replace("_", "-")
+        flag = option_flag(key)
         owned = owned_option(key, _CLIENT_OWNED_OPTIONS)
         if owned:
             raise ValueError(f"sbatch option {key!r} cannot be set: {_CLIENT_OWNED_OPTIONS[owned]}")

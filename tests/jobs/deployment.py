@@ -3,7 +3,14 @@ default (the Slurm executor) runs every job, except the one that opts out."""
 
 import time
 
-from dagster import Definitions, StaticPartitionsDefinition, asset, in_process_executor, job, op
+from dagster import (
+    Definitions,
+    StaticPartitionsDefinition,
+    asset,
+    in_process_executor,
+    job,
+    op,
+)
 from ops import after_slow, slow_step
 
 days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(20)])

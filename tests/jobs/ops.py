@@ -4,7 +4,17 @@ import os
 import time
 from pathlib import Path
 
-from dagster import DynamicOut, DynamicOutput, FilesystemIOManager, In, Nothing, OpExecutionContext, RetryPolicy, job, op
+from dagster import (
+    DynamicOut,
+    DynamicOutput,
+    FilesystemIOManager,
+    In,
+    Nothing,
+    OpExecutionContext,
+    RetryPolicy,
+    job,
+    op,
+)
 
 from dagster_slurm_launcher import slurm_executor
 
