@@ -40,14 +40,10 @@ class Adoption:
             has no earlier jobs to look for when it launches a step.
     """
 
-    def __init__(
-        self, client: SlurmClient, relay: Relay, remote_base_dir: str, journal_grace: float, poll_interval: float, continues: bool
-    ) -> None:
+    def __init__(self, client: SlurmClient, relay: Relay, remote_base_dir: str, continues: bool) -> None:
         self._client = client
         self._relay = relay
         self._remote_base_dir = remote_base_dir
-        self._journal_grace = journal_grace
-        self._poll_interval = poll_interval
         self._continues = continues
         # Steps a health check found no job to adopt for, with the jobs it looked at: the
         # executor launches them next, and need not look again.
@@ -130,8 +126,9 @@ class Adoption:
         grace period ago, read until the worker's ``END`` line shows: on a caching shared
         filesystem its outcome may not be visible yet, and a step must not be run twice."""
         # squeue's record of a job that just ended has no end time: take it as recent.
-        recently = job.end_time is None or (datetime.now(UTC) - job.end_time).total_seconds() < self._journal_grace
-        deadline = time.monotonic() + (self._journal_grace if recently else 0.0)
+        grace = self._relay.timing.journal_grace
+        recently = job.end_time is None or (datetime.now(UTC) - job.end_time).total_seconds() < grace
+        deadline = time.monotonic() + (grace if recently else 0.0)
         while True:
             [read] = read_files(self._client.transport, [FileSlice(f"{folder}/{JOURNAL_FILE}")])
             if not job.is_terminal:
@@ -140,7 +137,7 @@ class Adoption:
             journal = parse_records(read.data or b"", final=final)
             if journal.ended or final:
                 return journal
-            time.sleep(self._poll_interval)
+            time.sleep(self._relay.timing.poll_interval)
 
 
 def _recorded_in_lineage(instance: DagsterInstance, run: DagsterRun, step_key: str, outcome: EventLogEntry) -> bool:

@@ -28,6 +28,7 @@ from dagster_slurm_launcher.executor.config import (
     refuse_shell_from_run_config,
     step_environment,
 )
+from dagster_slurm_launcher.executor.relay import Timing
 from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.slurm import SlurmError
@@ -67,7 +68,7 @@ class SlurmExecutor(StepDelegatingExecutor):
             self._step_handler.stop_jobs(plan_context.instance, plan_context.dagster_run)
             raise
         try:
-            self._step_handler.relay.drain(timeout=self._step_handler.journal_grace + DRAIN_SECONDS)
+            self._step_handler.relay.drain(timeout=self._step_handler.timing.journal_grace + DRAIN_SECONDS)
         except (SlurmError, TransportError) as exc:
             # Every outcome is recorded; only the last accounting and logs are missing.
             log.warning("could not drain the run's last jobs", error=str(exc))
@@ -115,9 +116,7 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
         python=settings.python,
         setup=config["setup"],
         env=step_environment(config["env_vars"]),
-        poll_interval=settings.poll_interval,
-        journal_grace=settings.journal_grace,
-        read_failure_timeout=settings.reconnect_timeout,
+        timing=Timing(settings.poll_interval, settings.journal_grace, read_failure_timeout=settings.reconnect_timeout),
     )
     return SlurmExecutor(
         handler,

@@ -81,19 +81,26 @@ class TrackedStep:
         return f"{self.folder}/{JOURNAL_FILE}"
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How often the relay looks, and how long it waits for what a shared filesystem shows late."""
+
+    poll_interval: float
+    """Seconds between polls of Slurm and the journals."""
+    journal_grace: float
+    """Seconds to keep reading an ended job's journal for its last lines."""
+    read_failure_timeout: float
+    """Seconds of failed journal reads after which the run fails."""
+
+
 class Relay:
     """Tracks a run's steps in Slurm and relays their journals into ``instance`` exactly once."""
 
-    def __init__(
-        self, client: SlurmClient, instance: DagsterInstance, run: DagsterRun, poll_interval: float,
-        journal_grace: float, read_failure_timeout: float,
-    ) -> None:
+    def __init__(self, client: SlurmClient, instance: DagsterInstance, run: DagsterRun, timing: Timing) -> None:
         self._client = client
         self._instance = instance
         self._run = run
-        self._poll_interval = poll_interval
-        self._journal_grace = journal_grace
-        self._read_failure_timeout = read_failure_timeout
+        self.timing = timing
         self._failing_since: float | None = None
         self._last_poll = 0.0
         self.steps: dict[str, TrackedStep] = {}
@@ -109,11 +116,11 @@ class Relay:
         """
         deadline = time.monotonic() + timeout
         while any(not s.drained for s in self.steps.values()) and time.monotonic() < deadline:
-            time.sleep(max(0.0, self._poll_interval - (time.monotonic() - self._last_poll)))
+            time.sleep(max(0.0, self.timing.poll_interval - (time.monotonic() - self._last_poll)))
             self.poll()
 
     def poll_if_due(self) -> None:
-        if time.monotonic() - self._last_poll >= self._poll_interval:
+        if time.monotonic() - self._last_poll >= self.timing.poll_interval:
             self.poll()
 
     def give_up(self, step: TrackedStep) -> None:
@@ -136,7 +143,7 @@ class Relay:
                 self._update_state(step, states[step.job.job_id])
         now = time.monotonic()
         # Past the grace period, nothing more will become visible: damaged lines are passed over.
-        past_grace = {s.step_key for s in active if s.ended_at is not None and now - s.ended_at >= self._journal_grace}
+        past_grace = {s.step_key for s in active if s.ended_at is not None and now - s.ended_at >= self.timing.journal_grace}
         ended_before_read = [s for s in active if s.ended_at is not None]
         if not self._read_journals(active, past_grace):
             return  # nothing is drained until its journal was read after its job ended
@@ -176,7 +183,7 @@ class Relay:
         except TransportError as exc:
             now = time.monotonic()
             self._failing_since = self._failing_since or now
-            if now - self._failing_since > self._read_failure_timeout:
+            if now - self._failing_since > self.timing.read_failure_timeout:
                 raise SlurmError(
                     f"could not read the steps' journals for {now - self._failing_since:.0f}s: {exc}. "
                     "The steps' Slurm jobs keep running; a resumed or retried run picks them up."

@@ -38,6 +38,7 @@ from dagster_slurm_launcher.executor.output_sources import (
 from dagster_slurm_launcher.executor.relay import (
     UNKNOWN_GRACE_SECONDS,
     Relay,
+    Timing,
     TrackedStep,
 )
 from dagster_slurm_launcher.executor.script import (
@@ -84,9 +85,7 @@ class SlurmStepHandler(StepHandler):
         python: the Python executable on the compute nodes.
         setup: shell lines run before each step.
         env: environment variables exported to each step.
-        poll_interval: seconds between polls of Slurm and the journals.
-        journal_grace: seconds to keep reading an ended job's journal for its last lines.
-        read_failure_timeout: seconds of failed journal reads after which the run fails.
+        timing: how often the relay polls, and how long it waits for late journal lines.
     """
 
     def __init__(
@@ -98,9 +97,7 @@ class SlurmStepHandler(StepHandler):
         python: str,
         setup: Sequence[str],
         env: Mapping[str, str],
-        poll_interval: float,
-        journal_grace: float,
-        read_failure_timeout: float,
+        timing: Timing,
     ) -> None:
         self._client = client
         self._sbatch_options = sbatch_options
@@ -108,9 +105,7 @@ class SlurmStepHandler(StepHandler):
         self._python = python
         self._setup = list(setup)
         self._env = dict(env)
-        self._poll_interval = poll_interval
-        self._journal_grace = journal_grace
-        self._read_failure_timeout = read_failure_timeout
+        self.timing = timing
         self._relay: Relay | None = None
         self._adoption: Adoption | None = None
         self._dynamic_partitions: set[str] = set()
@@ -125,22 +120,15 @@ class SlurmStepHandler(StepHandler):
 
     def start(self, plan_context: PlanOrchestrationContext) -> None:
         """Begin a run: called by the executor before the first step is launched."""
-        self._relay = Relay(
-            self._client, plan_context.instance, plan_context.dagster_run, self._poll_interval,
-            journal_grace=self._journal_grace, read_failure_timeout=self._read_failure_timeout,
-        )
+        self._relay = Relay(self._client, plan_context.instance, plan_context.dagster_run, self.timing)
         self._job_def = plan_context.reconstructable_job.get_definition()
         self._dynamic_partitions = _dynamic_partitions(self._job_def)
         run = plan_context.dagster_run
         continues = plan_context.resume_from_failure or run.parent_run_id is not None
-        self._adoption = Adoption(self._client, self._relay, self._remote_base_dir, self._journal_grace, self._poll_interval, continues)
+        self._adoption = Adoption(self._client, self._relay, self._remote_base_dir, continues)
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
-
-    @property
-    def journal_grace(self) -> float:
-        return self._journal_grace
 
     @property
     def relay(self) -> Relay:
@@ -208,12 +196,12 @@ class SlurmStepHandler(StepHandler):
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
             step = self.relay.steps[step_key]
             if step.outcome is None and step.drained:
-                return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self._journal_grace))
+                return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self.timing.journal_grace))
             return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
         if step.drained:
-            return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self._journal_grace))
+            return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self.timing.journal_grace))
         if step.unknown_since is not None and time.monotonic() - step.unknown_since > UNKNOWN_GRACE_SECONDS:
             # The job may still run somewhere: cancel it, so that it cannot report an outcome
             # after the executor has failed the step.

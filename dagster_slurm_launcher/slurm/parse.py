@@ -67,6 +67,15 @@ def _blank(text: str) -> str | None:
     return None if text in {"", "(null)", "None assigned", "None"} else text
 
 
+def _job(job_id: str, name: str, state: JobState, source: str, *, nodes: str, partition: str, submit: str, limit: str,
+         work_dir: str, **fields: object) -> JobInfo:
+    """A JobInfo from the columns every source reports, and ``fields`` parsed by the caller."""
+    return JobInfo(
+        job_id=job_id, name=name, state=state, source=source, node_list=_blank(nodes), partition=_blank(partition),
+        submit_time=parse_time(submit), time_limit=_blank(limit), work_dir=_blank(work_dir), **fields,  # type: ignore[arg-type]
+    )
+
+
 def parse_squeue(output: str) -> dict[str, JobInfo]:
     """Jobs from ``squeue --noheader --format=SQUEUE_FORMAT``, by job id."""
     jobs = {}
@@ -75,18 +84,8 @@ def parse_squeue(output: str) -> dict[str, JobInfo]:
             continue
         job_id, state, reason, nodes, partition, submit, limit, work_dir, name = line.split("|", 8)
         parsed, _ = JobState.parse(state)
-        jobs[job_id] = JobInfo(
-            job_id=job_id,
-            name=name,
-            state=parsed,
-            source="squeue",
-            reason=_blank(reason),
-            node_list=_blank(nodes),
-            partition=_blank(partition),
-            submit_time=parse_time(submit),
-            time_limit=_blank(limit),
-            work_dir=_blank(work_dir),
-        )
+        jobs[job_id] = _job(job_id, name, parsed, "squeue", nodes=nodes, partition=partition, submit=submit, limit=limit,
+                            work_dir=work_dir, reason=_blank(reason))
     return jobs
 
 
@@ -108,42 +107,28 @@ def parse_sacct(output: str) -> dict[str, JobInfo]:
         job_id, _, step = raw_id.partition(".")
         parsed, detail = JobState.parse(state)
         if not step:
-            jobs[job_id] = JobInfo(
-                job_id=job_id,
-                name=name,
-                state=parsed,
-                source="sacct",
-                reason=detail,
-                exit_code=parse_exit_code(exit_code),
-                node_list=_blank(nodes),
-                partition=_blank(partition),
-                submit_time=parse_time(submit),
-                start_time=parse_time(start),
-                end_time=parse_time(end),
-                elapsed=timedelta(seconds=int(elapsed)) if elapsed.isdigit() else None,
-                time_limit=_blank(limit),
-                alloc_cpus=_int(cpus),
-                alloc_nodes=_int(nnodes),
-                total_cpu=parse_duration(total_cpu),
-                max_rss_bytes=parse_memory(max_rss),
-                req_tres=_blank(req_tres),
-                alloc_tres=_blank(alloc_tres),
-                work_dir=_blank(work_dir),
+            jobs[job_id] = _job(
+                job_id, name, parsed, "sacct", nodes=nodes, partition=partition, submit=submit, limit=limit,
+                work_dir=work_dir, reason=detail, exit_code=parse_exit_code(exit_code), start_time=parse_time(start),
+                end_time=parse_time(end), elapsed=timedelta(seconds=int(elapsed)) if elapsed.isdigit() else None,
+                alloc_cpus=_int(cpus), alloc_nodes=_int(nnodes), total_cpu=parse_duration(total_cpu),
+                max_rss_bytes=parse_memory(max_rss), req_tres=_blank(req_tres), alloc_tres=_blank(alloc_tres),
             )
-            continue
-        job = jobs.get(job_id)
-        if job is None:
-            continue
-        rss = parse_memory(max_rss)
-        updates: dict[str, object] = {}
-        if rss is not None and (job.max_rss_bytes is None or rss > job.max_rss_bytes):
-            updates["max_rss_bytes"] = rss
-        if step == "batch":
-            updates["batch_state"] = parsed
-            updates["batch_exit_code"] = parse_exit_code(exit_code)
-        if updates:
-            jobs[job_id] = replace(job, **updates)  # type: ignore[arg-type]
+        elif job_id in jobs:
+            jobs[job_id] = _with_step_row(jobs[job_id], step, parsed, exit_code, max_rss)
     return jobs
+
+
+def _with_step_row(job: JobInfo, step: str, state: JobState, exit_code: str, max_rss: str) -> JobInfo:
+    """``job`` with what one of its steps' rows adds: the peak memory, the batch step's end."""
+    rss = parse_memory(max_rss)
+    updates: dict[str, object] = {}
+    if rss is not None and (job.max_rss_bytes is None or rss > job.max_rss_bytes):
+        updates["max_rss_bytes"] = rss
+    if step == "batch":
+        updates["batch_state"] = state
+        updates["batch_exit_code"] = parse_exit_code(exit_code)
+    return replace(job, **updates) if updates else job  # type: ignore[arg-type]
 
 
 _SCONTROL_FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")
@@ -158,23 +143,13 @@ def parse_scontrol(output: str) -> dict[str, JobInfo]:
             continue
         state, detail = JobState.parse(fields.get("JobState", ""))
         run_time = parse_duration(fields.get("RunTime", ""))
-        jobs[fields["JobId"]] = JobInfo(
-            job_id=fields["JobId"],
-            name=fields.get("JobName", ""),
-            state=state,
-            source="scontrol",
-            reason=_blank(fields.get("Reason", "")) or detail,
-            exit_code=parse_exit_code(fields.get("ExitCode", "")),
-            node_list=_blank(fields.get("NodeList", "")),
-            partition=_blank(fields.get("Partition", "")),
-            submit_time=parse_time(fields.get("SubmitTime", "")),
-            start_time=parse_time(fields.get("StartTime", "")),
-            end_time=parse_time(fields.get("EndTime", "")),
-            elapsed=run_time,
-            time_limit=_blank(fields.get("TimeLimit", "")),
-            alloc_cpus=_int(fields.get("NumCPUs", "")),
+        jobs[fields["JobId"]] = _job(
+            fields["JobId"], fields.get("JobName", ""), state, "scontrol", nodes=fields.get("NodeList", ""),
+            partition=fields.get("Partition", ""), submit=fields.get("SubmitTime", ""), limit=fields.get("TimeLimit", ""),
+            work_dir=fields.get("WorkDir", ""), reason=_blank(fields.get("Reason", "")) or detail,
+            exit_code=parse_exit_code(fields.get("ExitCode", "")), start_time=parse_time(fields.get("StartTime", "")),
+            end_time=parse_time(fields.get("EndTime", "")), elapsed=run_time, alloc_cpus=_int(fields.get("NumCPUs", "")),
             alloc_nodes=_int(fields.get("NumNodes", "")),
-            work_dir=_blank(fields.get("WorkDir", "")),
         )
     return jobs
 
