@@ -145,50 +145,6 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
     return wait_until(settled, timeout, what=f"{at_least} ended Slurm jobs for run {root_run_id}")  # type: ignore[return-value]
 
 
-_RUN_WORKER = """
-import dataclasses, os, signal, subprocess, sys, time
-from dagster import DagsterInstance, ReexecutionOptions, execute_job
-from dagster._core.definitions.reconstruct import ReconstructableJob
-from dagster._core.execution.api import execute_run_iterator
-from dagster._core.instance.ref import InstanceRef
-from dagster._serdes import deserialize_value
-from dagster_slurm_launcher.executor import step_handler
-from dagster_slurm_launcher.slurm.client import SlurmClient, SubmissionUncertain
-
-hook = os.environ["LAB_SUBMIT_HOOK"]
-real_submit = SlurmClient.submit
-
-def submit(self, *args, **kwargs):
-    if hook.startswith("barrier:"):
-        _, path, n = hook.split(":")
-        open(os.path.join(path, str(os.getpid())), "w").close()
-        while len(os.listdir(path)) < int(n):
-            time.sleep(0.05)
-    job = real_submit(self, *args, **kwargs)
-    if hook == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if hook == "uncertain":  # the connection broke after sbatch ran: its answer is lost
-        raise SubmissionUncertain("connection lost after sbatch was sent", job.name)
-    if hook == "phantom":  # the controller lost the job (its state wiped): no query knows the id
-        subprocess.run(["scancel", job.job_id], check=True)
-        step_handler.UNKNOWN_GRACE_SECONDS = 5.0
-        return dataclasses.replace(job, job_id=str(int(job.job_id) + 1000000))
-    return job
-
-SlurmClient.submit = submit
-instance = DagsterInstance.from_ref(deserialize_value(sys.argv[1], InstanceRef))
-job = ReconstructableJob.for_file(sys.argv[2], sys.argv[3])
-mode, _, run_id = sys.argv[4].partition(":")
-if mode == "resume":  # as `dagster api resume_run` does
-    for _ in execute_run_iterator(job, instance.get_run_by_id(run_id), instance, resume_from_failure=True):
-        pass
-elif mode == "reexecute":
-    execute_job(job, instance, reexecution_options=ReexecutionOptions.from_failure(run_id, instance), raise_on_error=False)
-elif mode == "reexecute-all":
-    execute_job(job, instance, reexecution_options=ReexecutionOptions(parent_run_id=run_id), raise_on_error=False)
-else:
-    execute_job(job, instance, raise_on_error=False)
-"""
 
 
 
@@ -217,8 +173,8 @@ def start_run_worker(
         mode = f"reexecute-all:{reexecute_all_of}"
     else:
         mode = "run:"
-    argv = [sys.executable, "-c", _RUN_WORKER, serialize_value(instance.get_ref()), str(code), job, mode]
-    return subprocess.Popen(argv, env={**os.environ, "LAB_SUBMIT_HOOK": submit_hook or ""})
+    argv = [sys.executable, "-m", "tests.run_worker", serialize_value(instance.get_ref()), str(code), job, mode]
+    return subprocess.Popen(argv, cwd=REPO, env={**os.environ, "LAB_SUBMIT_HOOK": submit_hook or ""})
 
 
 def job_of_step(root_run_id: str, step_key: str, states: set[str]) -> dict[str, str] | None:
@@ -242,3 +198,31 @@ def cluster_user() -> str:
 def run_as_cluster_user(argv: list[str], check: bool = True) -> str:
     user = cluster_user()
     return subprocess.run(["runuser", "-u", user, "--", *argv], check=check, capture_output=True, text=True).stdout
+
+
+def adoptions(instance, run_id: str) -> list[str]:  # noqa: ANN001
+    """The run's 'Adopted Slurm job ...' engine events, as their messages."""
+    from dagster import DagsterEventType
+
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    messages = [r.event_log_entry.dagster_event.message or "" for r in records]
+    return [m for m in messages if "Adopted Slurm job" in m]
+
+
+def jobs_of_step(root_run_id: str, step_key: str, at_least: int = 1) -> list[dict[str, str]]:
+    """The step's Slurm jobs across the lineage, oldest first, once the run's ``at_least`` jobs all ended."""
+    return [j for j in settled_jobs_of_run(root_run_id, at_least) if j["name"].endswith(step_hash(step_key))]
+
+
+def signal_worker_while_step_runs(instance, code: Path, job: str, sig: int, step_key: str = "slow_step") -> str:  # noqa: ANN001
+    """Start a run worker for ``job``, send it ``sig`` once ``step_key``'s job runs, wait for it
+    to end; the run's id."""
+    worker = start_run_worker(instance, code, job)
+    try:
+        run = wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
+        wait_until(lambda: job_of_step(run.run_id, step_key, {"RUNNING"}), timeout=120, what=f"{step_key} running")
+        worker.send_signal(sig)
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    return run.run_id

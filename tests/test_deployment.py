@@ -124,10 +124,6 @@ def deploy(tmp_path: Path, code_dir: Path) -> Iterator:
         d.instance.dispose()
 
 
-def jobs_of_step(run_id: str, step_key: str, at_least: int = 1) -> list[dict[str, str]]:
-    return [j for j in lab.settled_jobs_of_run(run_id, at_least) if j["name"].endswith(lab.step_hash(step_key))]
-
-
 def kill_worker_while_slow_step_runs(d: Deployment, run_id: str, sig: int) -> None:
     lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
     os.kill(d.worker_pid(run_id), sig)
@@ -149,7 +145,7 @@ def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(d
                    if "Detected run worker status" in (r.event_log_entry.dagster_event.message or ""))
     assert f"run worker pid {first_worker}" in resumed and "is gone" in resumed
     assert slow_job is not None
-    slow = jobs_of_step(run_id, "slow_step", at_least=2)
+    slow = lab.jobs_of_step(run_id, "slow_step", at_least=2)
     assert [j["state"] for j in slow] == ["COMPLETED"]
     assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]
 
@@ -171,7 +167,7 @@ def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_sto
                d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
                if "Detected run worker status" in (r.event_log_entry.dagster_event.message or "")]
     assert len(resumed) == 1 and f"pid {first_worker} on vanished.example has not reported" in resumed[0]
-    assert [j["state"] for j in jobs_of_step(run_id, "slow_step")] == ["COMPLETED"]
+    assert [j["state"] for j in lab.jobs_of_step(run_id, "slow_step")] == ["COMPLETED"]
 
 
 def test_a_run_worker_whose_run_was_resumed_by_another_stops_and_leaves_the_steps_running(deploy) -> None:  # noqa: ANN001
@@ -203,7 +199,7 @@ def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_ou
     assert d.wait_for_status(retry.run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
     # One job for slow_step across both runs; after_slow (only in the retry) loaded its output
     # from the run-scoped storage of the run that submitted it.
-    slow = jobs_of_step(run_id, "slow_step", at_least=2)
+    slow = lab.jobs_of_step(run_id, "slow_step", at_least=2)
     assert [j["state"] for j in slow] == ["COMPLETED"]
     assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(retry.run_id)]
     engine = d.instance.get_records_for_run(retry.run_id, of_type=DagsterEventType.ENGINE_EVENT).records
@@ -221,7 +217,7 @@ def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_
     assert d.instance.run_launcher.terminate(run_id)
 
     assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
-    assert [j["state"].split()[0] for j in jobs_of_step(run_id, "slow_step")] == ["CANCELLED"]
+    assert [j["state"].split()[0] for j in lab.jobs_of_step(run_id, "slow_step")] == ["CANCELLED"]
     # The retry daemon acts on RUN_FAILURE events only (dagster/_daemon/auto_run_reexecution/
     # event_log_consumer.py, DAGSTER_EVENT_TYPES): a canceled run records none, so none is retried.
     assert d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records == []
@@ -244,7 +240,7 @@ def test_terminating_while_slurm_is_down_stops_the_worker_and_the_worker_cancels
         controller.join()
 
     assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
-    assert [j["state"].split()[0] for j in jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
+    assert [j["state"].split()[0] for j in lab.jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
 
 
 def test_terminating_a_run_whose_worker_is_on_another_host_stops_that_worker_through_its_heartbeat(
@@ -262,7 +258,7 @@ def test_terminating_a_run_whose_worker_is_on_another_host_stops_that_worker_thr
     lab.wait_until(lambda: worker.state() == "gone", 60, what="the worker to stop")
     canceled = d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_CANCELED).records
     assert [r.event_log_entry.dagster_event.message for r in canceled] == ['Execution of run for "long_running" canceled.']
-    assert [j["state"].split()[0] for j in jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
+    assert [j["state"].split()[0] for j in lab.jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
 
 
 def test_a_job_that_names_its_executor_keeps_it(deploy) -> None:  # noqa: ANN001
@@ -308,7 +304,7 @@ def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(deploy, code_di
     runs = d.instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
     assert len(runs) == 20 and {r.status for r in runs} == {DagsterRunStatus.SUCCESS}
     for run in runs:
-        assert [j["state"] for j in jobs_of_step(run.run_id, "daily")] == ["COMPLETED"]
+        assert [j["state"] for j in lab.jobs_of_step(run.run_id, "daily")] == ["COMPLETED"]
     # No run needed a new worker: the restart did not touch the ones in flight.
     assert [d.instance.count_resume_run_attempts(run_id) for run_id in in_flight] == [0] * len(in_flight)
     materialized = {r.partition_key for r in d.instance.fetch_materializations(AssetKey("daily"), limit=100).records}

@@ -20,17 +20,11 @@ def count(instance: DagsterInstance, run_id: str, event_type: DagsterEventType, 
 
 
 def start_and_kill_when(instance: DagsterInstance, code: Path, states: set[str], sig: int = signal.SIGKILL) -> str:
-    """Start resumable_job, wait until slow_step's job is in ``states``, kill the run worker."""
-    worker = lab.start_run_worker(instance, code, "resumable_job")
-    try:
-        run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
-        lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=90, what="slow_step running")
-        worker.send_signal(sig)
-        worker.wait(timeout=60)
-    finally:
-        worker.kill()
-    lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", states), timeout=120, what=f"slow_step job {states}")
-    return run.run_id
+    """Start resumable_job, kill the run worker while slow_step runs, wait until slow_step's
+    job is in ``states``."""
+    run_id = lab.signal_worker_while_step_runs(instance, code, "resumable_job", sig)
+    lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", states), timeout=120, what=f"slow_step job {states}")
+    return run_id
 
 
 def resume(instance: DagsterInstance, code: Path, run_id: str) -> None:
@@ -38,16 +32,11 @@ def resume(instance: DagsterInstance, code: Path, run_id: str) -> None:
     assert worker.wait(timeout=300) == 0
 
 
-def adopted(instance: DagsterInstance, run_id: str) -> list[str]:
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
-    return [r.event_log_entry.dagster_event.message for r in records if "Adopted Slurm job" in r.event_log_entry.dagster_event.message]
-
-
 def assert_ran_once(instance: DagsterInstance, run_id: str) -> None:
     assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
-    assert len(adopted(instance, run_id)) == 1
+    assert len(lab.adoptions(instance, run_id)) == 1
     assert count(instance, run_id, DagsterEventType.STEP_WORKER_STARTING, "slow_step") == 1
-    jobs = [j for j in lab.settled_jobs_of_run(run_id, 2) if j["name"].endswith(lab.step_hash("slow_step"))]
+    jobs = lab.jobs_of_step(run_id, "slow_step", 2)
     assert len(jobs) == 1 and jobs[0]["state"] == "COMPLETED"
     # Relayed exactly once, although two run workers read its journal.
     assert count(instance, run_id, DagsterEventType.STEP_START, "slow_step") == 1
@@ -85,7 +74,7 @@ def test_a_step_whose_job_died_while_no_worker_was_alive_is_submitted_again_once
     jobs = [j for j in lab.settled_jobs_of_run(run.run_id, 3) if j["name"].endswith(lab.step_hash("slow_step"))]
     assert sorted(j["state"].split()[0] for j in jobs) == ["CANCELLED", "COMPLETED"]
     # A job that died without an outcome is not adopted: the step is submitted again.
-    assert not adopted(instance, run.run_id)
+    assert not lab.adoptions(instance, run.run_id)
     assert count(instance, run.run_id, DagsterEventType.STEP_WORKER_STARTING, "slow_step") == 2
 
 

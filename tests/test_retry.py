@@ -16,37 +16,26 @@ pytestmark = pytest.mark.lab
 
 def slow_step_jobs(root_run_id: str, at_least: int) -> list[str]:
     """States of slow_step's Slurm jobs across the lineage, oldest first, once all ended."""
-    jobs = lab.settled_jobs_of_run(root_run_id, at_least)
-    return [j["state"].split()[0] for j in jobs if j["name"].endswith(lab.step_hash("slow_step"))]
+    return [j["state"].split()[0] for j in lab.jobs_of_step(root_run_id, "slow_step", at_least)]
 
 
 def failed_parent(instance: DagsterInstance, code: Path, slow_step_job: str, job: str = "resumable_job") -> str:
     """A run of ``job`` whose worker got SIGTERM while slow_step ran (no run monitoring, so
     the run fails), with slow_step's job then left ``running`` or ``cancelled``."""
-    worker = lab.start_run_worker(instance, code, job)
-    try:
-        run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
-        job = lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=120, what="running")
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-    finally:
-        worker.kill()
-    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    run_id = lab.signal_worker_while_step_runs(instance, code, job, signal.SIGTERM)
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
     if slow_step_job == "completed":
-        lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"COMPLETED"}), timeout=120, what="completed")
+        lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"COMPLETED"}), timeout=120, what="completed")
     if slow_step_job == "cancelled":
-        lab.run_as_cluster_user(["scancel", job["job_id"]])
-        lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"CANCELLED"}), timeout=60, what="cancelled")
-    return run.run_id
+        running = lab.job_of_step(run_id, "slow_step", {"RUNNING", "PENDING"})
+        assert running is not None
+        lab.run_as_cluster_user(["scancel", running["job_id"]])
+        lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"CANCELLED"}), timeout=60, what="cancelled")
+    return run_id
 
 
 def retries_of(instance: DagsterInstance, parent_run_id: str) -> list:  # noqa: ANN401
     return [r for r in instance.get_runs() if r.parent_run_id == parent_run_id]
-
-
-def adopted(instance: DagsterInstance, run_id: str) -> bool:
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
-    return any("Adopted Slurm job" in (r.event_log_entry.dagster_event.message or "") for r in records)
 
 
 @pytest.mark.parametrize("slow_step_job", ["running", "completed"])
@@ -58,7 +47,7 @@ def test_a_retry_adopts_the_unrecorded_step_of_its_parent_and_loads_its_output(
     assert retry.wait(timeout=300) == 0
 
     [run] = retries_of(instance, parent)
-    assert run.status == DagsterRunStatus.SUCCESS and adopted(instance, run.run_id)
+    assert run.status == DagsterRunStatus.SUCCESS and lab.adoptions(instance, run.run_id)
     assert slow_step_jobs(parent, 2) == ["COMPLETED"]
     # after_slow ran only in the retry; slow_step's output was stored under the parent's run id.
     assert "after_slow got 42" in [e.user_message for e in instance.all_logs(run.run_id)]
@@ -71,7 +60,7 @@ def test_a_step_adopted_by_one_retry_feeds_the_next_retry(code_dir: Path, instan
     first = lab.start_run_worker(instance, code, "adopt_then_fail_job", reexecute_from_failure_of=parent)
     assert first.wait(timeout=300) == 0
     [failed] = retries_of(instance, parent)
-    assert failed.status == DagsterRunStatus.FAILURE and adopted(instance, failed.run_id)
+    assert failed.status == DagsterRunStatus.FAILURE and lab.adoptions(instance, failed.run_id)
 
     second = lab.start_run_worker(instance, code, "adopt_then_fail_job", reexecute_from_failure_of=failed.run_id)
     assert second.wait(timeout=300) == 0
@@ -88,7 +77,7 @@ def test_a_step_whose_job_failed_in_slurm_is_submitted_again_once_by_the_retry(c
     assert retry.wait(timeout=300) == 0
 
     [run] = retries_of(instance, parent)
-    assert run.status == DagsterRunStatus.SUCCESS and not adopted(instance, run.run_id)
+    assert run.status == DagsterRunStatus.SUCCESS and not lab.adoptions(instance, run.run_id)
     assert slow_step_jobs(parent, 3) == ["CANCELLED", "COMPLETED"]
 
 
@@ -106,7 +95,7 @@ def test_two_retries_racing_for_a_step_submit_one_job(code_dir: Path, instance: 
 
     runs = retries_of(instance, parent)
     assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 2
-    assert sum(adopted(instance, r.run_id) for r in runs) >= 1
+    assert sum(bool(lab.adoptions(instance, r.run_id)) for r in runs) >= 1
     assert slow_step_jobs(parent, 3) == ["CANCELLED", "COMPLETED"]
     # after_slow too ran once: whichever retry got there second adopted the other's job.
     assert len(lab.settled_jobs_of_run(parent, 3)) == 3
@@ -123,7 +112,7 @@ def test_a_worker_killed_between_sbatch_and_recording_the_job_leaves_nothing_orp
     resume = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job", resume_run_id=run.run_id)
     assert resume.wait(timeout=300) == 0
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
-    assert adopted(instance, run.run_id)
+    assert lab.adoptions(instance, run.run_id)
     assert slow_step_jobs(run.run_id, 2) == ["COMPLETED"]
 
 
@@ -138,5 +127,5 @@ def test_an_explicit_reexecution_of_a_recorded_step_submits_a_new_job(code_dir: 
     assert again.wait(timeout=300) == 0
 
     [rerun] = retries_of(instance, run.run_id)
-    assert rerun.status == DagsterRunStatus.SUCCESS and not adopted(instance, rerun.run_id)
+    assert rerun.status == DagsterRunStatus.SUCCESS and not lab.adoptions(instance, rerun.run_id)
     assert slow_step_jobs(run.run_id, 4) == ["COMPLETED", "COMPLETED"]

@@ -4,7 +4,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, instance_for_test
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetMaterialization,
+    DagsterEventType,
+    DagsterInstance,
+    instance_for_test,
+)
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluation,
     AssetCheckEvaluationTargetMaterializationData,
