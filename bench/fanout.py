@@ -56,7 +56,8 @@ def raw_sbatch(python: str, steps: int) -> float:
     """Submit ``steps`` trivial Python jobs with plain sbatch over SSH and wait until all ended."""
     client = SlurmClient(make_transport(load_settings()))
     name = f"raw-{uuid.uuid4().hex[:8]}"
-    submit = f"for i in $(seq {steps}); do sbatch --parsable --output=/dev/null --job-name={name} --wrap={shlex.quote(python + ' -c pass')}; done"
+    wrap = shlex.quote(python + " -c pass")
+    submit = f"for i in $(seq {steps}); do sbatch --parsable --output=/dev/null --job-name={name} --wrap={wrap}; done"
     started = time.monotonic()
     result = client.transport.run(submit)
     assert result.ok, result.stderr
@@ -68,7 +69,9 @@ def raw_sbatch(python: str, steps: int) -> float:
 def slurm_executor_run(instance: DagsterInstance, code: Path) -> tuple[float, int, str]:
     """Wall time of the fan-out run, the run worker's peak RSS in KiB, and the run's id."""
     started = time.monotonic()
-    worker = subprocess.Popen([sys.executable, "-c", RUN_WORKER, serialize_value(instance.get_ref()), str(code)], cwd=code.parent)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", RUN_WORKER, serialize_value(instance.get_ref()), str(code)], cwd=code.parent
+    )
     _, status, usage = os.wait4(worker.pid, 0)
     elapsed = time.monotonic() - started
     assert os.waitstatus_to_exitcode(status) == 0
@@ -81,7 +84,8 @@ def jobs_per_step(run_id: str) -> Counter:
     """How many Slurm jobs each step of the run had (sacct): 1 for every step, or a step ran twice."""
     out = subprocess.run(
         ["sacct", "--allusers", "-X", "-n", "-P", "-D", "--starttime=now-1days", "--format=JobName%80"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return Counter(name for name in out.split() if name.startswith(f"dagster-{run_id}-"))
 
@@ -106,8 +110,10 @@ def main() -> None:
     time.sleep(15)  # the last jobs reach accounting
     per_step = jobs_per_step(run_id)
     print(f"steps                          {steps}")
-    print(f"Slurm jobs per step            {min(per_step.values(), default=0)}..{max(per_step.values(), default=0)}"
-          f"   ({len(per_step)} steps with a job, {sum(per_step.values())} jobs)")
+    print(
+        f"Slurm jobs per step            {min(per_step.values(), default=0)}..{max(per_step.values(), default=0)}"
+        f"   ({len(per_step)} steps with a job, {sum(per_step.values())} jobs)"
+    )
     print(f"raw sbatch, submit and wait    {raw_seconds:7.1f} s")
     print(f"slurm_executor run             {ours_seconds:7.1f} s")
     print(f"ratio (ours / raw sbatch)      {ours_seconds / raw_seconds:7.2f}")

@@ -15,7 +15,7 @@ def root() -> None:
     pass
 
 
-def _leaf(i: int):  # noqa: ANN202
+def _leaf(i: int):
     @op(name=f"leaf_{i:04d}", ins={"start": In(Nothing)})
     def leaf() -> None:
         pass

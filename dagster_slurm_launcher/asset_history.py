@@ -37,11 +37,7 @@ from dagster_slurm_launcher.dagster_internals import (
     ExecutionStep,
     PlanExecutionContext,
 )
-from dagster_slurm_launcher.unavailable import (
-    HISTORY_TAG,
-    beyond_the_latest,
-    unshipped_asset,
-)
+from dagster_slurm_launcher.unavailable import HISTORY_TAG, beyond_the_latest, unshipped_asset
 
 MATERIALIZATION = "materialization"
 OBSERVATION = "observation"
@@ -81,7 +77,9 @@ class AssetHistory:
     def data_versions(self, key: AssetKey, partitions: Sequence[str]) -> Mapping[str, str]:
         collected, versions = self.partition_data_versions.get(key, (frozenset(), {}))
         if not collected.issuperset(partitions):
-            raise beyond_the_latest(f"the data versions of partitions {list(partitions)} of asset {key.to_user_string()}")
+            raise beyond_the_latest(
+                f"the data versions of partitions {list(partitions)} of asset {key.to_user_string()}"
+            )
         return {p: versions[p] for p in partitions if p in versions}
 
     def to_json(self) -> dict[str, Any]:
@@ -105,11 +103,14 @@ class AssetHistory:
         records = {AssetKey(item["key"]): _record_from_json(item["record"]) for item in value["records"]}
         observations = {AssetKey(item["key"]): _event_record_from_json(item[OBSERVATION]) for item in value["records"]}
         in_partition = {
-            (AssetKey(item["key"]), item["partition"]): {k: _event_record_from_json(item[k]) for k in (MATERIALIZATION, OBSERVATION)}
+            (AssetKey(item["key"]), item["partition"]): {
+                k: _event_record_from_json(item[k]) for k in (MATERIALIZATION, OBSERVATION)
+            }
             for item in value["latest_in_partition"]
         }
         versions = {
-            AssetKey(item["key"]): (frozenset(item["partitions"]), item["versions"]) for item in value["partition_data_versions"]
+            AssetKey(item["key"]): (frozenset(item["partitions"]), item["versions"])
+            for item in value["partition_data_versions"]
         }
         return cls(records, observations, in_partition, versions)
 
@@ -154,7 +155,10 @@ def _record_to_json(record: AssetRecord | None) -> dict[str, Any] | None:
     if record is None:
         return None
     entry = record.asset_entry
-    return {"storage_id": record.storage_id, "entry": {name: serialize_value(getattr(entry, name)) for name in _ENTRY_FIELDS}}
+    return {
+        "storage_id": record.storage_id,
+        "entry": {name: serialize_value(getattr(entry, name)) for name in _ENTRY_FIELDS},
+    }
 
 
 def _record_from_json(value: Mapping[str, Any] | None) -> AssetRecord | None:
@@ -232,5 +236,8 @@ def _partition_data_versions(
         tags = instance.event_log_storage.get_latest_tags_by_partition(
             key, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], asset_partitions=partitions
         )
-        versions[key] = (frozenset(partitions), {p: t[DATA_VERSION_TAG] for p, t in tags.items() if DATA_VERSION_TAG in t})
+        versions[key] = (
+            frozenset(partitions),
+            {p: t[DATA_VERSION_TAG] for p, t in tags.items() if DATA_VERSION_TAG in t},
+        )
     return versions

@@ -6,56 +6,75 @@ import sys
 import time
 import uuid
 
+from dagster_slurm_launcher.connect import connect
 from dagster_slurm_launcher.executor.config import DEFAULT_OPTIONS, NO_EXPORT
 from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
-from dagster_slurm_launcher.slurm import SlurmClient, SlurmError
-from dagster_slurm_launcher.transport import (
-    SSHTransport,
-    TransportError,
-    make_transport,
-)
+from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SlurmError, SubmittedJob
+from dagster_slurm_launcher.transport import SSHTransport, TransportError
 
 # Runs on a compute node as steps do (a login shell, nothing of this process's environment):
 # proves the configured Python exists there and has this package.
 _PROBE = """#!/bin/bash -l
-{python} -c 'import sys, dagster_slurm_launcher as p; print(sys.executable, sys.version.split()[0], "dagster_slurm_launcher", p.__version__)'
+{python} -c 'import sys, dagster_slurm_launcher as p
+print(sys.executable, sys.version.split()[0], "dagster_slurm_launcher", p.__version__)'
 """
 
 
 def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int:
     """Connect, submit one probe job, wait for it and print what Slurm accounted; 0 if all worked."""
-    transport = make_transport(settings)
-    client = SlurmClient(transport, retry_timeout=settings.reconnect_timeout)
-    where = f"ssh {settings.user + '@' if settings.user else ''}{settings.host}" if settings.transport == "ssh" else "local"
+    cluster = connect(settings)
+    client, transport = cluster.client, cluster.client.transport
+    user = f"{settings.user}@" if settings.user else ""
+    where = f"ssh {user}{settings.host}" if settings.transport == "ssh" else "local"
     version = transport.run("sbatch --version").stdout.strip()
     print(f"transport  {where}: {version or 'sbatch not found'}")
-    home = transport.run('printf %s "$HOME"').stdout
-    base = settings.remote_base_dir if settings.remote_base_dir.startswith("/") else f"{home}/{settings.remote_base_dir}"
-    out_dir = f"{base}/check"
+    out_dir = f"{cluster.remote_base_dir}/check"
     transport.run(f"umask 077 && mkdir -p {shlex.quote(out_dir)}")
-    options = {**DEFAULT_OPTIONS, **NO_EXPORT, "output": f"{out_dir}/%j.out", "time": "00:05:00", "partition": partition}
-    job = client.submit(_PROBE.format(python=shlex.quote(settings.python)), f"dagster-slurm-check-{uuid.uuid4().hex[:8]}", options)
+    options = {
+        **DEFAULT_OPTIONS,
+        **NO_EXPORT,
+        "output": f"{out_dir}/%j.out",
+        "time": "00:05:00",
+        "partition": partition,
+    }
+    probe = _PROBE.format(python=shlex.quote(settings.python))
+    job = client.submit(probe, f"dagster-slurm-check-{uuid.uuid4().hex[:8]}", options)
     print(f"submitted  job {job.job_id} ({job.name})")
-    deadline = time.monotonic() + timeout
-    while not (info := client.poll([job])[job.job_id]).is_terminal:
-        if time.monotonic() > deadline:
-            client.cancel([job.job_id])
-            print(f"timeout    job {job.job_id} still {info.state} ({info.reason or 'no reason'}) after {timeout:.0f}s; cancelled")
-            return 1
-        time.sleep(min(settings.poll_interval, 2.0))
-    output = transport.run(f"cat {shlex.quote(f'{out_dir}/{job.job_id}.out')}").stdout.strip()
-    transport.run(f"rm -f {shlex.quote(f'{out_dir}/{job.job_id}.out')}")
+    info = _wait(client, job, timeout, settings.poll_interval)
+    if info is None:
+        return 1
+    output_file = shlex.quote(f"{out_dir}/{job.job_id}.out")
+    output = transport.run(f"cat {output_file}; rm -f {output_file}").stdout.strip()
     rss = f"{info.max_rss_bytes / 2**20:.1f} MiB" if info.max_rss_bytes is not None else "n/a"
     efficiency = f"{info.cpu_efficiency:.0%}" if info.cpu_efficiency is not None else "n/a"
     exit_code = ":".join(map(str, info.exit_code)) if info.exit_code else "n/a"
-    print(f"finished   {info.state} exit {exit_code} on {info.node_list} after {info.elapsed}; MaxRSS {rss}, CPU efficiency {efficiency}")
+    print(
+        f"finished   {info.state} exit {exit_code} on {info.node_list} after {info.elapsed}; "
+        f"MaxRSS {rss}, CPU efficiency {efficiency}"
+    )
     print(f"python     {output or '(no output)'}")
     if isinstance(transport, SSHTransport):
         print(f"ssh        {transport.connections_opened} connection(s) opened")
     if not info.succeeded:
-        print(f"problem    the probe failed: is {settings.python} (DAGSTER_SLURM_PYTHON) on the compute nodes, with dagster_slurm_launcher installed?")
+        print(
+            f"problem    the probe failed: is {settings.python} (DAGSTER_SLURM_PYTHON) on the compute nodes, "
+            "with dagster_slurm_launcher installed?"
+        )
         return 1
     return 0
+
+
+def _wait(client: SlurmClient, job: SubmittedJob, timeout: float, poll_interval: float) -> JobInfo | None:
+    """The job's accounting once it ended; None (and the job cancelled) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (info := client.poll([job])[job.job_id]).is_terminal:
+        if time.monotonic() > deadline:
+            client.cancel([job.job_id])
+            reason = info.reason or "no reason"
+            print(f"timeout    job {job.job_id} still {info.state} ({reason}) after {timeout:.0f}s; cancelled")
+            return None
+        time.sleep(min(poll_interval, 2.0))
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check_parser = commands.add_parser("check", help="submit a probe job with the DAGSTER_SLURM_* settings and report")
     check_parser.add_argument("--partition", help="partition for the probe (default: the cluster's default)")
-    check_parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the probe (default 300)")
+    check_parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for the probe (default 300)"
+    )
     args = parser.parse_args(argv)
     try:
         return check(load_settings(), args.partition, args.timeout)

@@ -22,15 +22,9 @@ moves one fails there first). What the package relies on, by use:
 """
 
 from dagster import ExecutorDefinition, multi_or_in_process_executor
-from dagster._cli.api import (
-    _execute_run_command_body as execute_run_command_body,
-)
-from dagster._cli.api import (
-    _execute_step_command_body as execute_step_command_body,
-)
-from dagster._cli.api import (
-    _resume_run_command_body as resume_run_command_body,
-)
+from dagster._cli.api import _execute_run_command_body as execute_run_command_body
+from dagster._cli.api import _execute_step_command_body as execute_step_command_body
+from dagster._cli.api import _resume_run_command_body as resume_run_command_body
 from dagster._core.definitions import job_definition
 from dagster._core.definitions.data_version import (
     DATA_VERSION_TAG,
@@ -39,10 +33,7 @@ from dagster._core.definitions.data_version import (
 )
 from dagster._core.event_api import EventLogCursor
 from dagster._core.events import EngineEventData
-from dagster._core.execution.context.system import (
-    PlanExecutionContext,
-    PlanOrchestrationContext,
-)
+from dagster._core.execution.context.system import PlanExecutionContext, PlanOrchestrationContext
 from dagster._core.execution.plan.outputs import StepOutputHandle
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.plan.state import KnownExecutionState, PastExecutionState
@@ -56,23 +47,13 @@ from dagster._core.executor.step_delegating.step_handler.base import (
 )
 from dagster._core.instance import InstanceType
 from dagster._core.instance.ref import InstanceRef
-from dagster._core.launcher import (
-    CheckRunHealthResult,
-    LaunchRunContext,
-    ResumeRunContext,
-    RunLauncher,
-    WorkerStatus,
-)
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, ResumeRunContext, RunLauncher, WorkerStatus
 from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
 from dagster._core.run_coordinator import DefaultRunCoordinator
 from dagster._core.snap import ExecutionPlanSnapshot
 from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.event_log import InMemoryEventLogStorage
-from dagster._core.storage.event_log.base import (
-    AssetEntry,
-    AssetRecord,
-    EventLogStorage,
-)
+from dagster._core.storage.event_log.base import AssetEntry, AssetRecord, EventLogStorage
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage

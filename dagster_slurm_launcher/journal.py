@@ -25,12 +25,14 @@ END = b"END"
 # StepDelegatingExecutor.execute (its `is_resource_init_failure` branch) marks the step failed
 # and logs the STEP_FAILURE itself, without taking the step off its running steps; a later
 # health check that reported the job's end as a missing outcome would fail the step twice.
-OUTCOMES = frozenset({
-    DagsterEventType.STEP_SUCCESS,
-    DagsterEventType.STEP_FAILURE,
-    DagsterEventType.STEP_UP_FOR_RETRY,
-    DagsterEventType.RESOURCE_INIT_FAILURE,
-})
+OUTCOMES = frozenset(
+    {
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.STEP_FAILURE,
+        DagsterEventType.STEP_UP_FOR_RETRY,
+        DagsterEventType.RESOURCE_INIT_FAILURE,
+    }
+)
 
 # The storage id the step worker's instance gives the event of journal record `seq`: above any id
 # an instance reaches, so that an id in an event can be told to point at an event of the same step

@@ -46,7 +46,5 @@ def _processors() -> tuple[Any, ...]:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structured logger for the module ``name`` of this package."""
     return structlog.wrap_logger(
-        logging.getLogger(name),
-        processors=list(_processors()),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logging.getLogger(name), processors=list(_processors()), wrapper_class=structlog.stdlib.BoundLogger
     )

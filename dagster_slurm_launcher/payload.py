@@ -12,10 +12,7 @@ from dataclasses import dataclass
 from dagster import DagsterRun, deserialize_value, serialize_value
 
 from dagster_slurm_launcher.asset_history import AssetHistory
-from dagster_slurm_launcher.dagster_internals import (
-    ExecuteStepArgs,
-    ExecutionPlanSnapshot,
-)
+from dagster_slurm_launcher.dagster_internals import ExecuteStepArgs, ExecutionPlanSnapshot
 
 PAYLOAD_FILE = "step.json"
 # 1: the first format with a version; files without one (0.1) have the same fields.
@@ -43,15 +40,19 @@ class StepPayload:
     """The run's plan snapshot, when it has repository load data (cacheable assets read it)."""
 
     def to_json(self) -> str:
-        return json.dumps({
-            "format": FORMAT,
-            "args": serialize_value(self.args),
-            "run": serialize_value(self.run),
-            "remote_base_dir": self.remote_base_dir,
-            "dynamic_partitions": {name: list(keys) for name, keys in self.dynamic_partitions.items()},
-            "asset_history": self.asset_history.to_json(),
-            "execution_plan_snapshot": serialize_value(self.execution_plan_snapshot) if self.execution_plan_snapshot else None,
-        })
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "args": serialize_value(self.args),
+                "run": serialize_value(self.run),
+                "remote_base_dir": self.remote_base_dir,
+                "dynamic_partitions": {name: list(keys) for name, keys in self.dynamic_partitions.items()},
+                "asset_history": self.asset_history.to_json(),
+                "execution_plan_snapshot": serialize_value(self.execution_plan_snapshot)
+                if self.execution_plan_snapshot
+                else None,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "StepPayload":
@@ -66,7 +67,9 @@ class StepPayload:
         return cls(
             args=deserialize_value(value["args"], ExecuteStepArgs),
             run=deserialize_value(value["run"], DagsterRun),
-            remote_base_dir=value["remote_base_dir"] if "remote_base_dir" in value else value["artifacts_dir"],  # 0.1's name
+            remote_base_dir=value["remote_base_dir"]
+            if "remote_base_dir" in value
+            else value["artifacts_dir"],  # 0.1's name
             dynamic_partitions=value["dynamic_partitions"],
             asset_history=AssetHistory.from_json(value["asset_history"]),
             execution_plan_snapshot=deserialize_value(snapshot, ExecutionPlanSnapshot) if snapshot else None,

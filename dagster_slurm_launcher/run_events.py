@@ -29,7 +29,9 @@ def metadata_values(
                 yield entry.step_key, str(value.value)
 
 
-def report_cancelled(instance: DagsterInstance, run: DagsterRun, job_ids: Sequence[str], cls: type | None = None) -> None:
+def report_cancelled(
+    instance: DagsterInstance, run: DagsterRun, job_ids: Sequence[str], cls: type | None = None
+) -> None:
     """Record that the run's Slurm jobs ``job_ids`` were cancelled."""
     instance.report_engine_event(
         f"Cancelled Slurm jobs {', '.join(job_ids)}",

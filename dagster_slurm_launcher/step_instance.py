@@ -27,11 +27,7 @@ from dagster import (
     RunsFilter,
 )
 
-from dagster_slurm_launcher.asset_history import (
-    MATERIALIZATION,
-    OBSERVATION,
-    AssetHistory,
-)
+from dagster_slurm_launcher.asset_history import MATERIALIZATION, OBSERVATION, AssetHistory
 from dagster_slurm_launcher.dagster_internals import (
     DATA_VERSION_TAG,
     AssetRecord,
@@ -53,18 +49,49 @@ from dagster_slurm_launcher.unavailable import UnavailableOnComputeNode, beyond_
 
 # Public methods of EventLogStorage that the in-memory storage answers as the instance would, or
 # that Dagster's storage code calls on itself; the asset-history reads are overridden below.
-_EVENT_LOG_ANSWERED = frozenset({
-    "store_event", "store_event_batch", "register_instance", "dispose", "alembic_version", "upgrade",
-    "get_asset_tags_to_index", "can_read_asset_status_cache", "can_write_asset_status_cache",
-    "default_run_scoped_event_tailer_offset", "watch", "end_watch",
-})
+_EVENT_LOG_ANSWERED = frozenset(
+    {
+        "store_event",
+        "store_event_batch",
+        "register_instance",
+        "dispose",
+        "alembic_version",
+        "upgrade",
+        "get_asset_tags_to_index",
+        "can_read_asset_status_cache",
+        "can_write_asset_status_cache",
+        "default_run_scoped_event_tailer_offset",
+        "watch",
+        "end_watch",
+    }
+)
 # Public methods of RunStorage that the in-memory storage answers as the instance would.
-_RUN_ANSWERED = frozenset({
-    "register_instance", "dispose", "alembic_version",
-    # The run's execution plan snapshot, shipped when the run has repository load data.
-    "get_execution_plan_snapshot", "has_execution_plan_snapshot", "has_snapshot",
-})
-_WRITES = ("add_", "delete_", "wipe", "set_", "update_", "reindex", "handle_", "claim_", "free_", "initialize_", "migrate", "optimize", "replace_")
+_RUN_ANSWERED = frozenset(
+    {
+        "register_instance",
+        "dispose",
+        "alembic_version",
+        # The run's execution plan snapshot, shipped when the run has repository load data.
+        "get_execution_plan_snapshot",
+        "has_execution_plan_snapshot",
+        "has_snapshot",
+    }
+)
+_WRITES = (
+    "add_",
+    "delete_",
+    "wipe",
+    "set_",
+    "update_",
+    "reindex",
+    "handle_",
+    "claim_",
+    "free_",
+    "initialize_",
+    "migrate",
+    "optimize",
+    "replace_",
+)
 
 
 def _refuse(name: str) -> Callable[..., Any]:
@@ -93,7 +120,11 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
     """
 
     def __init__(
-        self, journal: JournalWriter, history: AssetHistory, dynamic_partitions: Mapping[str, Sequence[str]], run_id: str
+        self,
+        journal: JournalWriter,
+        history: AssetHistory,
+        dynamic_partitions: Mapping[str, Sequence[str]],
+        run_id: str,
     ) -> None:
         super().__init__()
         self._run_id = run_id
@@ -151,8 +182,11 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
                 record = shipped or mine
             elif mine.asset_entry.last_materialization_record is not None:
                 # The step materialized it: its own materialization is the latest.
-                entry = copy(shipped.asset_entry, last_materialization_record=mine.asset_entry.last_materialization_record,
-                             last_run_id=mine.asset_entry.last_run_id)
+                entry = copy(
+                    shipped.asset_entry,
+                    last_materialization_record=mine.asset_entry.last_materialization_record,
+                    last_run_id=mine.asset_entry.last_run_id,
+                )
                 record = copy(shipped, asset_entry=entry)
             else:
                 record = shipped
@@ -160,30 +194,41 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
                 records.append(record)
         return records
 
-    def get_latest_materialization_events(self, asset_keys: Iterable[AssetKey]) -> Mapping[AssetKey, EventLogEntry | None]:
+    def get_latest_materialization_events(
+        self, asset_keys: Iterable[AssetKey]
+    ) -> Mapping[AssetKey, EventLogEntry | None]:
         asset_keys = list(asset_keys)
-        found = {r.asset_entry.asset_key: r.asset_entry.last_materialization for r in self.get_asset_records(asset_keys)}
+        found = {
+            r.asset_entry.asset_key: r.asset_entry.last_materialization for r in self.get_asset_records(asset_keys)
+        }
         return {key: found.get(key) for key in asset_keys}
 
-    def fetch_materializations(
-        self, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None = None, ascending: bool = False
-    ) -> EventRecordsResult:
-        return self._latest(MATERIALIZATION, records_filter, limit, cursor, ascending, super().fetch_materializations)
+    def fetch_materializations(self, *args: Any, **kwargs: Any) -> EventRecordsResult:
+        return self._latest(MATERIALIZATION, super().fetch_materializations, *args, **kwargs)
 
-    def fetch_observations(
-        self, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None = None, ascending: bool = False
-    ) -> EventRecordsResult:
-        return self._latest(OBSERVATION, records_filter, limit, cursor, ascending, super().fetch_observations)
+    def fetch_observations(self, *args: Any, **kwargs: Any) -> EventRecordsResult:
+        return self._latest(OBSERVATION, super().fetch_observations, *args, **kwargs)
 
     def _latest(
-        self, kind: str, records_filter: AssetKey | AssetRecordsFilter, limit: int, cursor: str | None, ascending: bool,
+        self,
+        kind: str,
         fetch_own: Callable[..., EventRecordsResult],
+        records_filter: AssetKey | AssetRecordsFilter,
+        limit: int,
+        cursor: str | None = None,
+        ascending: bool = False,
     ) -> EventRecordsResult:
         key = records_filter if isinstance(records_filter, AssetKey) else records_filter.asset_key
         partitions = None if isinstance(records_filter, AssetKey) else records_filter.asset_partitions
-        plain = isinstance(records_filter, AssetKey) or records_filter == AssetRecordsFilter(asset_key=key, asset_partitions=partitions)
-        if not (plain and limit == 1 and cursor is None and not ascending and (partitions is None or len(partitions) == 1)):
-            raise beyond_the_latest(f"fetch_{kind}s({records_filter!r}, limit={limit}, cursor={cursor!r}, ascending={ascending})")
+        plain = isinstance(records_filter, AssetKey) or records_filter == AssetRecordsFilter(
+            asset_key=key, asset_partitions=partitions
+        )
+        if not (
+            plain and limit == 1 and cursor is None and not ascending and (partitions is None or len(partitions) == 1)
+        ):
+            raise beyond_the_latest(
+                f"fetch_{kind}s({records_filter!r}, limit={limit}, cursor={cursor!r}, ascending={ascending})"
+            )
         own = fetch_own(records_filter, limit=1)
         if own.records:
             return own
@@ -193,15 +238,29 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
             shipped = self._history.latest_record(key, kind)
         if shipped is None:
             return EventRecordsResult(records=[], cursor=EventLogCursor.from_storage_id(-1).to_string(), has_more=False)
-        return EventRecordsResult(records=[shipped], cursor=EventLogCursor.from_storage_id(shipped.storage_id).to_string(), has_more=True)
+        return EventRecordsResult(
+            records=[shipped], cursor=EventLogCursor.from_storage_id(shipped.storage_id).to_string(), has_more=True
+        )
 
     def get_latest_tags_by_partition(
-        self, asset_key: AssetKey, event_type: DagsterEventType, tag_keys: Sequence[str],
-        asset_partitions: Sequence[str] | None = None, before_cursor: int | None = None, after_cursor: int | None = None,
+        self,
+        asset_key: AssetKey,
+        event_type: DagsterEventType,
+        tag_keys: Sequence[str],
+        asset_partitions: Sequence[str] | None = None,
+        before_cursor: int | None = None,
+        after_cursor: int | None = None,
     ) -> Mapping[str, Mapping[str, str]]:
-        if (event_type != DagsterEventType.ASSET_MATERIALIZATION or list(tag_keys) != [DATA_VERSION_TAG]
-                or asset_partitions is None or before_cursor is not None or after_cursor is not None):
-            raise beyond_the_latest(f"the latest tags {list(tag_keys)} by partition of asset {asset_key.to_user_string()}")
+        if (
+            event_type != DagsterEventType.ASSET_MATERIALIZATION
+            or list(tag_keys) != [DATA_VERSION_TAG]
+            or asset_partitions is None
+            or before_cursor is not None
+            or after_cursor is not None
+        ):
+            raise beyond_the_latest(
+                f"the latest tags {list(tag_keys)} by partition of asset {asset_key.to_user_string()}"
+            )
         own = super().get_latest_tags_by_partition(asset_key, event_type, tag_keys, asset_partitions)
         shipped = self._history.data_versions(asset_key, [p for p in asset_partitions if p not in own])
         return {**{p: {DATA_VERSION_TAG: v} for p, v in shipped.items()}, **own}
@@ -211,13 +270,17 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
         return super().get_dynamic_partitions(self._shipped(partitions_def_name))
 
-    def get_paginated_dynamic_partitions(self, partitions_def_name: str, limit: int, ascending: bool, cursor: str | None = None) -> Any:
+    def get_paginated_dynamic_partitions(
+        self, partitions_def_name: str, limit: int, ascending: bool, cursor: str | None = None
+    ) -> Any:
         return super().get_paginated_dynamic_partitions(self._shipped(partitions_def_name), limit, ascending, cursor)
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         return super().has_dynamic_partition(self._shipped(partitions_def_name), partition_key)
 
-    def get_existing_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> AbstractSet[str]:
+    def get_existing_dynamic_partitions(
+        self, partitions_def_name: str, partition_keys: Sequence[str]
+    ) -> AbstractSet[str]:
         return super().get_existing_dynamic_partitions(self._shipped(partitions_def_name), partition_keys)
 
     def _shipped(self, partitions_def_name: str) -> str:
@@ -243,19 +306,17 @@ class StepRunStorage(InMemoryRunStorage):
         if filters != RunsFilter(run_ids=[self.run.run_id]):
             raise refusal(f"instance.{method} for anything but the step's own run ({filters!r})")
 
-    def get_runs(self, filters: RunsFilter | None = None, cursor: str | None = None, limit: int | None = None,
-                 bucket_by: Any = None, ascending: bool = False) -> Sequence[DagsterRun]:
+    def get_runs(self, filters: RunsFilter | None = None, *args: Any, **kwargs: Any) -> Sequence[DagsterRun]:
         self._answer("get_runs", filters)
-        return super().get_runs(filters, cursor, limit, bucket_by, ascending)
+        return super().get_runs(filters, *args, **kwargs)
 
-    def get_run_records(self, filters: RunsFilter | None = None, limit: int | None = None, order_by: str | None = None,
-                        ascending: bool = False, cursor: str | None = None, bucket_by: Any = None) -> Sequence[Any]:
+    def get_run_records(self, filters: RunsFilter | None = None, *args: Any, **kwargs: Any) -> Sequence[Any]:
         self._answer("get_run_records", filters)
-        return super().get_run_records(filters, limit, order_by, ascending, cursor, bucket_by)
+        return super().get_run_records(filters, *args, **kwargs)
 
-    def get_run_ids(self, filters: RunsFilter | None = None, cursor: str | None = None, limit: int | None = None) -> Sequence[str]:
+    def get_run_ids(self, filters: RunsFilter | None = None, *args: Any, **kwargs: Any) -> Sequence[str]:
         self._answer("get_run_ids", filters)
-        return super().get_run_ids(filters, cursor, limit)
+        return super().get_run_ids(filters, *args, **kwargs)
 
     def has_run(self, run_id: str) -> bool:
         self._answer("has_run", RunsFilter(run_ids=[run_id]))
@@ -271,8 +332,12 @@ _refuse_the_rest(StepRunStorage, RunStorage, _RUN_ANSWERED)
 
 
 def step_instance(
-    journal: JournalWriter, remote_base_dir: str, history: AssetHistory, run: DagsterRun,
-    dynamic_partitions: Mapping[str, Sequence[str]], plan_snapshot: ExecutionPlanSnapshot | None = None,
+    journal: JournalWriter,
+    remote_base_dir: str,
+    history: AssetHistory,
+    run: DagsterRun,
+    dynamic_partitions: Mapping[str, Sequence[str]],
+    plan_snapshot: ExecutionPlanSnapshot | None = None,
 ) -> tuple[DagsterInstance, DagsterRun]:
     """The step's instance, holding ``run``, and the run as stored there.
 

@@ -11,10 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from dagster_slurm_launcher.dagster_internals import (
-    execute_step_command_body,
-    stop_sigterm_remapping,
-)
+from dagster_slurm_launcher.dagster_internals import execute_step_command_body, stop_sigterm_remapping
 from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
 from dagster_slurm_launcher.payload import PAYLOAD_FILE, PayloadFormatError, StepPayload
 from dagster_slurm_launcher.step_instance import step_instance
@@ -42,7 +39,7 @@ def leave_sigterm_to_slurm() -> None:
 
 
 def run_step(step_folder: str) -> None:
-    global _journal  # noqa: PLW0603 - read by the SIGTERM handler
+    global _journal
     journal_path = os.path.join(step_folder, JOURNAL_FILE)
     if holds_outcome(journal_path):
         # Slurm requeued a job whose step had finished (a node failure after the step, or
@@ -54,7 +51,11 @@ def run_step(step_folder: str) -> None:
     journal = _journal = JournalWriter(journal_path)
     try:
         instance, run = step_instance(
-            journal, payload.remote_base_dir, payload.asset_history, payload.run, payload.dynamic_partitions,
+            journal,
+            payload.remote_base_dir,
+            payload.asset_history,
+            payload.run,
+            payload.dynamic_partitions,
             payload.execution_plan_snapshot,
         )
         with instance:

@@ -30,8 +30,7 @@ def lab_dir() -> Path:
 def restart(daemon: str, down_for: float = 0) -> None:
     """Restart a lab daemon (root only), as a failure would."""
     subprocess.run(
-        ["bash", str(REPO / "deploy/lab/restart"), daemon, "--down-for", str(down_for)],
-        check=True, capture_output=True,
+        ["bash", str(REPO / "deploy/lab/restart"), daemon, "--down-for", str(down_for)], check=True, capture_output=True
     )
 
 
@@ -48,7 +47,9 @@ def login_node_tmp_full() -> Iterator[None]:
     """Meanwhile, ``/tmp`` on the login node (the sshd's mount namespace, root only) is full."""
     sshd = (lab_dir() / "run" / "sshd.pid").read_text().strip()
     if os.readlink(f"/proc/{sshd}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
-        pytest.skip("the login node shares this machine's mount namespace (LAB_FS_CACHE=off): its /tmp cannot be filled alone")
+        pytest.skip(
+            "the login node shares this machine's mount namespace (LAB_FS_CACHE=off): its /tmp cannot be filled alone"
+        )
     in_login_node = ["nsenter", "-t", sshd, "-m", "--"]
     subprocess.run([*in_login_node, "mount", "-t", "tmpfs", "-o", "size=16k", "lab-full-tmp", "/tmp"], check=True)
     try:
@@ -80,7 +81,9 @@ def dbd_job_queries() -> int | None:
     return int(match.group(1)) if match else 0
 
 
-def wait_until(condition: Callable[[], object], timeout: float, interval: float = 1.0, what: str = "condition") -> object:
+def wait_until(
+    condition: Callable[[], object], timeout: float, interval: float = 1.0, what: str = "condition"
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -121,16 +124,36 @@ def cluster_user_can_read(path: Path) -> bool:
 def slurm_jobs_of_run(root_run_id: str) -> list[dict[str, str]]:
     """Every Slurm job (sacct, all states) whose name says it belongs to the root run."""
     out = subprocess.run(
-        ["sacct", "--allusers", "-X", "-P", "-n", "-D", "--starttime=now-1days",
-         "--format=JobID,JobName,State,AllocCPUS,ReqMem,Timelimit,Partition,ExitCode"],
-        check=True, capture_output=True, text=True,
+        [
+            "sacct",
+            "--allusers",
+            "-X",
+            "-P",
+            "-n",
+            "-D",
+            "--starttime=now-1days",
+            "--format=JobID,JobName,State,AllocCPUS,ReqMem,Timelimit,Partition,ExitCode",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     keys = ["job_id", "name", "state", "cpus", "req_mem", "time_limit", "partition", "exit_code"]
-    rows = [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line]
+    rows = [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines() if line]
     return [r for r in rows if r["name"].startswith(f"dagster-{root_run_id}-")]
 
 
-_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+_ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
 
 
 def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) -> list[dict[str, str]]:
@@ -138,6 +161,7 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
 
     A run ends when its last step's outcome is relayed; that step's job may still be exiting.
     """
+
     def settled() -> list[dict[str, str]] | None:
         jobs = slurm_jobs_of_run(root_run_id)
         return jobs if len(jobs) >= at_least and all(j["state"].split()[0] in _ENDED for j in jobs) else None
@@ -145,12 +169,15 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
     return wait_until(settled, timeout, what=f"{at_least} ended Slurm jobs for run {root_run_id}")  # type: ignore[return-value]
 
 
-
-
-
 def start_run_worker(
-    instance, code: Path, job: str, resume_run_id: str | None = None, *,  # noqa: ANN001
-    reexecute_from_failure_of: str | None = None, reexecute_all_of: str | None = None, submit_hook: str | None = None,
+    instance,
+    code: Path,
+    job: str,
+    resume_run_id: str | None = None,
+    *,
+    reexecute_from_failure_of: str | None = None,
+    reexecute_all_of: str | None = None,
+    submit_hook: str | None = None,
 ) -> subprocess.Popen:
     """A run worker in its own process (so that a test can kill it), on ``instance``.
 
@@ -200,7 +227,7 @@ def run_as_cluster_user(argv: list[str], check: bool = True) -> str:
     return subprocess.run(["runuser", "-u", user, "--", *argv], check=check, capture_output=True, text=True).stdout
 
 
-def adoptions(instance, run_id: str) -> list[str]:  # noqa: ANN001
+def adoptions(instance, run_id: str) -> list[str]:
     """The run's 'Adopted Slurm job ...' engine events, as their messages."""
     from dagster import DagsterEventType
 
@@ -214,7 +241,7 @@ def jobs_of_step(root_run_id: str, step_key: str, at_least: int = 1) -> list[dic
     return [j for j in settled_jobs_of_run(root_run_id, at_least) if j["name"].endswith(step_hash(step_key))]
 
 
-def signal_worker_while_step_runs(instance, code: Path, job: str, sig: int, step_key: str = "slow_step") -> str:  # noqa: ANN001
+def signal_worker_while_step_runs(instance, code: Path, job: str, sig: int, step_key: str = "slow_step") -> str:
     """Start a run worker for ``job``, send it ``sig`` once ``step_key``'s job runs, wait for it
     to end; the run's id."""
     worker = start_run_worker(instance, code, job)

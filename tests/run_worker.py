@@ -5,7 +5,6 @@ MODE is ``run:``, ``resume:<run id>`` (as ``dagster api resume_run`` does), ``re
 submission (see :func:`tests.lab.start_run_worker`).
 """
 
-
 import dataclasses
 import os
 import signal
@@ -26,8 +25,7 @@ hook = os.environ["LAB_SUBMIT_HOOK"]
 real_submit = SlurmClient.submit
 
 
-
-def submit(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+def submit(self, *args, **kwargs):
     if hook.startswith("barrier:"):
         _, path, n = hook.split(":")
         open(os.path.join(path, str(os.getpid())), "w").close()
@@ -54,7 +52,9 @@ def main() -> None:
         for _ in execute_run_iterator(job, instance.get_run_by_id(run_id), instance, resume_from_failure=True):
             pass
     elif mode == "reexecute":
-        execute_job(job, instance, reexecution_options=ReexecutionOptions.from_failure(run_id, instance), raise_on_error=False)
+        execute_job(
+            job, instance, reexecution_options=ReexecutionOptions.from_failure(run_id, instance), raise_on_error=False
+        )
     elif mode == "reexecute-all":
         execute_job(job, instance, reexecution_options=ReexecutionOptions(parent_run_id=run_id), raise_on_error=False)
     else:

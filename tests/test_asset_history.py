@@ -5,14 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import (
-    AssetKey,
-    AssetMaterialization,
-    AssetRecordsFilter,
-    DagsterEventType,
-    DagsterInstance,
-    DagsterRun,
-)
+from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRun
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.event_api import EventLogRecord
 from dagster._core.events import DagsterEvent, StepMaterializationData
@@ -20,11 +13,7 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.base import AssetEntry, AssetRecord
 
 from dagster_slurm_launcher import UnavailableOnComputeNode
-from dagster_slurm_launcher.asset_history import (
-    MATERIALIZATION,
-    OBSERVATION,
-    AssetHistory,
-)
+from dagster_slurm_launcher.asset_history import MATERIALIZATION, OBSERVATION, AssetHistory
 from dagster_slurm_launcher.journal import JournalWriter
 from dagster_slurm_launcher.step_instance import step_instance
 
@@ -33,16 +22,24 @@ UPSTREAM = AssetKey("upstream")
 
 def materialization(key: AssetKey, run_id: str, data_version: str, partition: str | None = None) -> EventLogEntry:
     event = DagsterEvent(
-        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="job",
-        event_specific_data=StepMaterializationData(AssetMaterialization(key, partition=partition, tags={DATA_VERSION_TAG: data_version})),
+        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="job",
+        event_specific_data=StepMaterializationData(
+            AssetMaterialization(key, partition=partition, tags={DATA_VERSION_TAG: data_version})
+        ),
     )
     return EventLogEntry(error_info=None, level=20, user_message="", run_id=run_id, timestamp=1.0, dagster_event=event)
 
 
 def shipped() -> AssetHistory:
     record = EventLogRecord(storage_id=4711, event_log_entry=materialization(UPSTREAM, "earlier-run", "v1"))
-    entry = AssetEntry(asset_key=UPSTREAM, last_materialization_record=record, last_run_id="this-run",
-                       last_planned_materialization_run_id="this-run", last_planned_materialization_storage_id=4712)
+    entry = AssetEntry(
+        asset_key=UPSTREAM,
+        last_materialization_record=record,
+        last_run_id="this-run",
+        last_planned_materialization_run_id="this-run",
+        last_planned_materialization_storage_id=4712,
+    )
     history = AssetHistory(
         {UPSTREAM: AssetRecord(storage_id=7, asset_entry=entry), AssetKey("never"): None},
         {UPSTREAM: None, AssetKey("never"): None},
@@ -61,7 +58,9 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
     journal.close()
 
 
-def test_the_asset_record_is_the_instance_s_with_the_latest_materialization_and_its_storage_id(instance: DagsterInstance) -> None:
+def test_the_asset_record_is_the_instance_s_with_the_latest_materialization_and_its_storage_id(
+    instance: DagsterInstance,
+) -> None:
     (record,) = instance.get_asset_records([UPSTREAM])
     assert record.storage_id == 7 and record.asset_entry.last_planned_materialization_storage_id == 4712
     assert record.asset_entry.last_materialization_record.storage_id == 4711
@@ -84,7 +83,9 @@ def test_what_the_step_materialized_itself_is_newer_than_what_was_shipped(instan
 
 
 def test_the_latest_materialization_in_the_steps_partition_is_answered(instance: DagsterInstance) -> None:
-    (latest,) = instance.fetch_materializations(AssetRecordsFilter(asset_key=UPSTREAM, asset_partitions=["p1"]), limit=1).records
+    (latest,) = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=UPSTREAM, asset_partitions=["p1"]), limit=1
+    ).records
     assert latest.storage_id == 4711
 
 
@@ -95,18 +96,27 @@ def test_partition_data_versions_are_answered_for_the_partitions_shipped(instanc
     assert tags == {"p1": {DATA_VERSION_TAG: "v-p1"}}
 
 
-def test_the_history_of_an_asset_that_was_not_shipped_is_refused_saying_how_to_ship_it(instance: DagsterInstance) -> None:
-    with pytest.raises(UnavailableOnComputeNode, match="To ship this asset's history, name it in the tag.*dagster-slurm/asset-history"):
+def test_the_history_of_an_asset_that_was_not_shipped_is_refused_saying_how_to_ship_it(
+    instance: DagsterInstance,
+) -> None:
+    with pytest.raises(
+        UnavailableOnComputeNode, match=r"To ship this asset's history, name it in the tag.*dagster-slurm/asset-history"
+    ):
         instance.get_latest_materialization_event(AssetKey("not_shipped"))
 
 
-@pytest.mark.parametrize("read", [
-    lambda i: i.fetch_materializations(UPSTREAM, limit=5),
-    lambda i: i.fetch_materializations(AssetRecordsFilter(asset_key=UPSTREAM, asset_partitions=["p2"]), limit=1),
-    lambda i: i.event_log_storage.get_latest_tags_by_partition(
-        UPSTREAM, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], asset_partitions=["p3"]),
-], ids=["more than the latest", "another partition", "an unshipped partition"])
-def test_more_than_the_latest_history_is_refused_saying_no_tag_ships_it(instance: DagsterInstance, read) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda i: i.fetch_materializations(UPSTREAM, limit=5),
+        lambda i: i.fetch_materializations(AssetRecordsFilter(asset_key=UPSTREAM, asset_partitions=["p2"]), limit=1),
+        lambda i: i.event_log_storage.get_latest_tags_by_partition(
+            UPSTREAM, DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], asset_partitions=["p3"]
+        ),
+    ],
+    ids=["more than the latest", "another partition", "an unshipped partition"],
+)
+def test_more_than_the_latest_history_is_refused_saying_no_tag_ships_it(instance: DagsterInstance, read) -> None:
     with pytest.raises(UnavailableOnComputeNode, match="No tag ships older records or other partitions"):
         read(instance)
 
@@ -121,7 +131,9 @@ def test_an_asset_the_step_materialized_without_declaring_it_reads_back(instance
     assert instance.get_latest_materialization_event(AssetKey("report")).run_id == "this-run"
 
 
-def test_each_event_the_step_stores_gets_the_id_of_its_journal_record(instance: DagsterInstance, tmp_path: Path) -> None:
+def test_each_event_the_step_stores_gets_the_id_of_its_journal_record(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
     # The relay recognises such ids in pointers (executor/step_ids.py); a Dagster that stored
     # events without prepare_insert_event would give them ids of the instance's own events.
     from dagster_slurm_launcher.journal import parse_records, step_storage_id
@@ -191,9 +203,12 @@ def test_what_is_shipped_stays_small_when_a_step_reads_2000_upstream_partitions(
     from tests.jobs.provenance import wide
 
     with DagsterInstance.ephemeral() as instance:  # in memory: 2,000 events stored in a moment
-        instance.event_log_storage.store_event_batch([
-            materialization(AssetKey("wide_upstream"), "earlier-run", f"version-of-{p}", partition=p) for p in wide.get_partition_keys()
-        ])
+        instance.event_log_storage.store_event_batch(
+            [
+                materialization(AssetKey("wide_upstream"), "earlier-run", f"version-of-{p}", partition=p)
+                for p in wide.get_partition_keys()
+            ]
+        )
         every = collected(instance, "wide_slurm", "reads_all_of_wide")
         last_99 = collected(instance, "wide_slurm", "reads_99_of_wide", {"dagster/partition": "2025-06-22"})
     # All 2,000: Dagster's provenance code reads the asset's latest record, not the partitions,

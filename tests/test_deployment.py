@@ -20,12 +20,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
-from dagster_slurm_launcher.launcher.process import (
-    HOST_TAG,
-    LOG_TAG,
-    PID_TAG,
-    WorkerProcess,
-)
+from dagster_slurm_launcher.launcher.process import HOST_TAG, LOG_TAG, PID_TAG, WorkerProcess
 from dagster_slurm_launcher.slurm import SlurmError
 from tests import lab
 
@@ -50,7 +45,10 @@ class Deployment:
         log = open(self.home / "daemon.log", "ab")  # noqa: SIM115  # the daemon's for its lifetime
         self.daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(self.workspace)],
-            env=self.env, stdout=log, stderr=log, cwd=self.workspace.parent,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            cwd=self.workspace.parent,
         )
 
     def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
@@ -66,7 +64,7 @@ class Deployment:
         self.dagster("job", "launch", "-j", job)
         return self.instance.get_runs(limit=1)[0].run_id
 
-    def run(self, run_id: str):  # noqa: ANN201
+    def run(self, run_id: str):
         return self.instance.get_run_by_id(run_id)
 
     def wait_for_status(self, run_id: str, statuses: set[DagsterRunStatus], timeout: float = 300) -> DagsterRunStatus:
@@ -103,15 +101,24 @@ def deployment_config(*, monitoring: bool, retries: bool, max_concurrent_runs: i
 def deploy(tmp_path: Path, code_dir: Path) -> Iterator:
     deployments: list[Deployment] = []
 
-    def make(*, monitoring: bool = True, retries: bool = False, max_concurrent_runs: int = 20, heartbeat_timeout: float = 300) -> Deployment:
+    def make(
+        *, monitoring: bool = True, retries: bool = False, max_concurrent_runs: int = 20, heartbeat_timeout: float = 300
+    ) -> Deployment:
         home = tmp_path / "dagster_home"
         home.mkdir(mode=0o700)
-        config = deployment_config(monitoring=monitoring, retries=retries, max_concurrent_runs=max_concurrent_runs,
-                                   heartbeat_timeout=heartbeat_timeout)
+        config = deployment_config(
+            monitoring=monitoring,
+            retries=retries,
+            max_concurrent_runs=max_concurrent_runs,
+            heartbeat_timeout=heartbeat_timeout,
+        )
         (home / "dagster.yaml").write_text(yaml.safe_dump(config))
         workspace = code_dir / "workspace.yaml"
-        workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {
-            "relative_path": "deployment.py", "working_directory": str(code_dir)}}]}))
+        workspace.write_text(
+            yaml.safe_dump(
+                {"load_from": [{"python_file": {"relative_path": "deployment.py", "working_directory": str(code_dir)}}]}
+            )
+        )
         d = Deployment(home, workspace, DagsterInstance.from_config(str(home)))
         deployments.append(d)
         d.start_daemon()
@@ -130,7 +137,7 @@ def kill_worker_while_slow_step_runs(d: Deployment, run_id: str, sig: int) -> No
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(deploy, sig: int) -> None:  # noqa: ANN001
+def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(deploy, sig: int) -> None:
     d = deploy(monitoring=True)
     run_id = d.launch("resumable")
     first_worker = lab.wait_until(lambda: PID_TAG in d.run(run_id).tags and d.worker_pid(run_id), 120, what="worker")
@@ -140,9 +147,11 @@ def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(d
     assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
     assert d.worker_pid(run_id) != first_worker
     # What the daemon showed when the worker died: where it ran, and the run's jobs in Slurm.
-    resumed = next(r.event_log_entry.dagster_event.message for r in
-                   d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
-                   if "Detected run worker status" in (r.event_log_entry.dagster_event.message or ""))
+    resumed = next(
+        r.event_log_entry.dagster_event.message
+        for r in d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+        if "Detected run worker status" in (r.event_log_entry.dagster_event.message or "")
+    )
     assert f"run worker pid {first_worker}" in resumed and "is gone" in resumed
     assert slow_job is not None
     slow = lab.jobs_of_step(run_id, "slow_step", at_least=2)
@@ -150,7 +159,7 @@ def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(d
     assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]
 
 
-def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_stops(deploy) -> None:  # noqa: ANN001
+def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_stops(deploy) -> None:
     # A webserver on another machine launched the run, or the daemon's container was replaced:
     # the worker's host is not this one, and it died with its host.
     d = deploy(monitoring=True, heartbeat_timeout=10)
@@ -163,20 +172,24 @@ def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_sto
         os.kill(first_worker, signal.SIGKILL)
 
     assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
-    resumed = [r.event_log_entry.dagster_event.message for r in
-               d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
-               if "Detected run worker status" in (r.event_log_entry.dagster_event.message or "")]
+    resumed = [
+        r.event_log_entry.dagster_event.message
+        for r in d.instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+        if "Detected run worker status" in (r.event_log_entry.dagster_event.message or "")
+    ]
     assert len(resumed) == 1 and f"pid {first_worker} on vanished.example has not reported" in resumed[0]
     assert [j["state"] for j in lab.jobs_of_step(run_id, "slow_step")] == ["COMPLETED"]
 
 
-def test_a_run_worker_whose_run_was_resumed_by_another_stops_and_leaves_the_steps_running(deploy) -> None:  # noqa: ANN001
+def test_a_run_worker_whose_run_was_resumed_by_another_stops_and_leaves_the_steps_running(deploy) -> None:
     # A worker taken for dead (its host cut off from the daemon, say) that comes back must not
     # run the run alongside the worker that resumed it.
     d = deploy(monitoring=False, heartbeat_timeout=10)
     run_id = d.launch("resumable")
     lab.wait_until(lambda: PID_TAG in d.run(run_id).tags, 120, what="worker")
-    job = lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    job = lab.wait_until(
+        lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running"
+    )
     worker = WorkerProcess.from_tags(d.run(run_id).tags)
     d.instance.add_run_tags(run_id, {HOST_TAG: "resumer.example", PID_TAG: "4242"})
 
@@ -186,7 +199,7 @@ def test_a_run_worker_whose_run_was_resumed_by_another_stops_and_leaves_the_step
     assert d.run(run_id).status == DagsterRunStatus.STARTED
 
 
-def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_output(deploy) -> None:  # noqa: ANN001
+def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_output(deploy) -> None:
     d = deploy(monitoring=False, retries=True)
     run_id = d.launch("resumable")
     lab.wait_until(lambda: PID_TAG in d.run(run_id).tags, 120, what="worker")
@@ -196,7 +209,10 @@ def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_ou
     retry = lab.wait_until(
         lambda: d.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})), 120, what="retry run"
     )[0]  # type: ignore[index]
-    assert d.wait_for_status(retry.run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    assert (
+        d.wait_for_status(retry.run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE})
+        == DagsterRunStatus.SUCCESS
+    )
     # One job for slow_step across both runs; after_slow (only in the retry) loaded its output
     # from the run-scoped storage of the run that submitted it.
     slow = lab.jobs_of_step(run_id, "slow_step", at_least=2)
@@ -206,10 +222,12 @@ def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_ou
     assert any("Adopted Slurm job" in (r.event_log_entry.dagster_event.message or "") for r in engine)
 
 
-def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_retried(deploy) -> None:  # noqa: ANN001
+def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_retried(deploy) -> None:
     d = deploy(monitoring=True, retries=True)
     run_id = d.launch("resumable")
-    job = lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running")
+    job = lab.wait_until(
+        lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running"
+    )
     info = d.instance.run_launcher.get_run_worker_debug_info(d.run(run_id))
     assert f"pid {d.worker_pid(run_id)}" in info and f"{job['job_id']} RUNNING" in info
 
@@ -225,7 +243,7 @@ def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_
 
 
 def test_terminating_while_slurm_is_down_stops_the_worker_and_the_worker_cancels_the_jobs_once_it_is_back(
-    deploy, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    deploy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d = deploy(monitoring=True)
     run_id = d.launch("long_running")
@@ -244,7 +262,7 @@ def test_terminating_while_slurm_is_down_stops_the_worker_and_the_worker_cancels
 
 
 def test_terminating_a_run_whose_worker_is_on_another_host_stops_that_worker_through_its_heartbeat(
-    deploy, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    deploy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d = deploy(monitoring=True, heartbeat_timeout=10)
     run_id = d.launch("long_running")
@@ -257,11 +275,13 @@ def test_terminating_a_run_whose_worker_is_on_another_host_stops_that_worker_thr
     assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
     lab.wait_until(lambda: worker.state() == "gone", 60, what="the worker to stop")
     canceled = d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_CANCELED).records
-    assert [r.event_log_entry.dagster_event.message for r in canceled] == ['Execution of run for "long_running" canceled.']
+    assert [r.event_log_entry.dagster_event.message for r in canceled] == [
+        'Execution of run for "long_running" canceled.'
+    ]
     assert [j["state"].split()[0] for j in lab.jobs_of_step(run_id, "long_step")] == ["CANCELLED"]
 
 
-def test_a_job_that_names_its_executor_keeps_it(deploy) -> None:  # noqa: ANN001
+def test_a_job_that_names_its_executor_keeps_it(deploy) -> None:
     d = deploy()
     run_id = d.launch("opted_out")
     assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
@@ -278,27 +298,46 @@ def request_asset_backfill(instance: DagsterInstance, code_dir: Path, monkeypatc
     monkeypatch.syspath_prepend(str(code_dir))
     defs = importlib.import_module("deployment").defs
     backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(), asset_graph=defs.resolve_asset_graph(), partition_names=None,
-        asset_selection=[AssetKey("daily")], backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
-        all_partitions=True, title=None, description=None, run_config=None,
+        backfill_id=make_new_backfill_id(),
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=None,
+        asset_selection=[AssetKey("daily")],
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=True,
+        title=None,
+        description=None,
+        run_config=None,
     )
     instance.add_backfill(backfill)
     return backfill.backfill_id
 
 
-def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(deploy, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(
+    deploy, code_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = deploy(monitoring=True, max_concurrent_runs=4)
     backfill_id = request_asset_backfill(d.instance, code_dir, monkeypatch)
-    lab.wait_until(lambda: sum(r.status == DagsterRunStatus.SUCCESS for r in d.instance.get_runs()) >= 3, 300, what="3 done")
+    lab.wait_until(
+        lambda: sum(r.status == DagsterRunStatus.SUCCESS for r in d.instance.get_runs()) >= 3, 300, what="3 done"
+    )
     # Runs in flight keep their (detached) workers; queued ones wait for the new daemon.
     d.stop_daemon()
-    in_flight = [r.run_id for r in d.instance.get_runs() if r.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)]
+    in_flight = [
+        r.run_id for r in d.instance.get_runs() if r.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
+    ]
     assert in_flight
     d.start_daemon()
 
     lab.wait_until(
-        lambda: d.instance.get_backfill(backfill_id).status in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED),
-        900, interval=3, what="backfill completed",
+        lambda: (
+            d.instance.get_backfill(backfill_id).status
+            in (BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED)
+        ),
+        900,
+        interval=3,
+        what="backfill completed",
     )
     assert d.instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
     runs = d.instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))

@@ -16,6 +16,7 @@ from tests import lab
 
 pytestmark = pytest.mark.lab
 
+
 def run(code_dir: Path, module: str, job: str, instance: DagsterInstance, **kwargs: object) -> JobExecutionResult:
     return execute_job(ReconstructableJob.for_file(str(code_dir / module), job), instance, **kwargs)
 
@@ -28,7 +29,9 @@ def messages(instance: DagsterInstance, run_id: str) -> list[str]:
     return [e.user_message for e in instance.all_logs(run_id)]
 
 
-def test_an_asset_graph_runs_every_step_as_its_own_slurm_job(code_dir: Path, instance: DagsterInstance, tmp_path: Path) -> None:
+def test_an_asset_graph_runs_every_step_as_its_own_slurm_job(
+    code_dir: Path, instance: DagsterInstance, tmp_path: Path
+) -> None:
     assert not lab.cluster_user_can_read(tmp_path / "dagster_home")
     result = run(code_dir, "assets_graph.py", "all_assets", instance)
     assert result.success
@@ -36,7 +39,9 @@ def test_an_asset_graph_runs_every_step_as_its_own_slurm_job(code_dir: Path, ins
     assert len(jobs) == 6 and {j["state"] for j in jobs} == {"COMPLETED"}
     report = instance.get_latest_materialization_event(AssetKey("report"))
     assert report is not None and report.asset_materialization.metadata["total"].value == 9
-    assert all(instance.get_latest_materialization_event(AssetKey(k)) for k in ["source", "left", "middle", "right", "joined"])
+    assert all(
+        instance.get_latest_materialization_event(AssetKey(k)) for k in ["source", "left", "middle", "right", "joined"]
+    )
     # A log line written by user code on the compute node, non-ASCII included.
     assert "total is 9 — ünïcødé" in messages(instance, result.run_id)
 
@@ -47,7 +52,11 @@ def test_the_ui_shows_each_steps_slurm_job_and_its_accounting(code_dir: Path, in
     assert {e.step_key for e in starting} == {"source", "left", "middle", "right", "joined", "report"}
     job_ids = {e.dagster_event.event_specific_data.metadata["slurm_job_id"].value for e in starting}
     assert job_ids == {j["job_id"] for j in lab.settled_jobs_of_run(result.run_id, 6)}
-    engine = [e.dagster_event for e in events_of(instance, result.run_id, DagsterEventType.ENGINE_EVENT) if e.step_key == "report"]
+    engine = [
+        e.dagster_event
+        for e in events_of(instance, result.run_id, DagsterEventType.ENGINE_EVENT)
+        if e.step_key == "report"
+    ]
     ended = [e for e in engine if "ended COMPLETED" in e.message]
     assert len(ended) == 1
     metadata = ended[0].event_specific_data.metadata
@@ -68,7 +77,9 @@ def test_a_steps_stdout_and_stderr_are_in_its_captured_logs(code_dir: Path, inst
     assert b'STEP_SUCCESS - Finished execution of step "report"' in logs.stderr
 
 
-def test_outputs_pass_through_a_shared_io_manager_and_dynamic_outputs_map_and_collect(code_dir: Path, instance: DagsterInstance) -> None:
+def test_outputs_pass_through_a_shared_io_manager_and_dynamic_outputs_map_and_collect(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
     result = run(code_dir, "ops.py", "dynamic_job", instance)
     assert result.success
     assert "total=500" in messages(instance, result.run_id)
@@ -148,12 +159,18 @@ def test_hostile_strings_in_config_and_env_values_never_change_the_command(
 ) -> None:
     monkeypatch.setenv("DAGSTER_SLURM_TRUST_RUN_CONFIG", "true")
     canary = lab.shared_dir() / "io" / f"pwned-{uuid.uuid4().hex[:8]}"
-    hostile = f"it's `touch {canary}` $(touch {canary}); touch {canary} \"q\" \\ ü"
+    hostile = f'it\'s `touch {canary}` $(touch {canary}); touch {canary} "q" \\ ü'
     monkeypatch.setenv("HOSTILE_ENV", hostile)
-    config = {"execution": {"config": {
-        "poll_interval": 1.0, "env_vars": ["HOSTILE_ENV"], "sbatch_options": {"comment": hostile},
-        "setup": ["export FROM_SETUP=ran"],
-    }}}
+    config = {
+        "execution": {
+            "config": {
+                "poll_interval": 1.0,
+                "env_vars": ["HOSTILE_ENV"],
+                "sbatch_options": {"comment": hostile},
+                "setup": ["export FROM_SETUP=ran"],
+            }
+        }
+    }
     result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config)
     assert result.success
     assert f"HOSTILE_ENV={hostile}" in messages(instance, result.run_id)
@@ -185,7 +202,9 @@ def test_an_abbreviated_option_the_executor_owns_is_refused(
     assert not result.success
     assert lab.slurm_jobs_of_run(result.run_id) == []
     failure = events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0]
-    assert "'job_n' (sbatch reads it as --job-name) is set by the executor" in str(failure.dagster_event.event_specific_data.error)
+    assert "'job_n' (sbatch reads it as --job-name) is set by the executor" in str(
+        failure.dagster_event.event_specific_data.error
+    )
 
 
 def test_run_config_that_would_run_commands_on_the_cluster_is_refused_unless_trusted(
@@ -196,7 +215,9 @@ def test_run_config_that_would_run_commands_on_the_cluster_is_refused_unless_tru
     result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config, raise_on_error=False)
     assert not result.success
     assert lab.slurm_jobs_of_run(result.run_id) == []
-    error = str(events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0].dagster_event.event_specific_data.error)
+    error = str(
+        events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0].dagster_event.event_specific_data.error
+    )
     assert "sets executor config 'setup', 'python'" in error and "DAGSTER_SLURM_TRUST_RUN_CONFIG=true" in error
 
 
@@ -205,7 +226,11 @@ def test_run_config_may_set_sbatch_options_where_the_deployment_trusts_it(
 ) -> None:
     monkeypatch.setenv("DAGSTER_SLURM_TRUST_RUN_CONFIG", "true")
     monkeypatch.setenv("HOSTILE_ENV", "trusted")
-    config = {"execution": {"config": {"poll_interval": 1.0, "env_vars": ["HOSTILE_ENV"], "sbatch_options": {"comment": "per run"}}}}
+    config = {
+        "execution": {
+            "config": {"poll_interval": 1.0, "env_vars": ["HOSTILE_ENV"], "sbatch_options": {"comment": "per run"}}
+        }
+    }
     result = run(code_dir, "ops.py", "configurable_job", instance, run_config=config)
     assert result.success and "HOSTILE_ENV=trusted" in messages(instance, result.run_id)
 
@@ -214,17 +239,24 @@ def test_an_unknown_executor_config_key_is_a_dagster_config_error(code_dir: Path
     from dagster import DagsterInvalidConfigError
 
     with pytest.raises(DagsterInvalidConfigError, match="partitionn"):
-        run(code_dir, "ops.py", "configurable_job", instance, run_config={"execution": {"config": {"partitionn": "debug"}}})
+        run(
+            code_dir,
+            "ops.py",
+            "configurable_job",
+            instance,
+            run_config={"execution": {"config": {"partitionn": "debug"}}},
+        )
 
 
-def test_a_successful_run_removes_its_folder_and_a_failed_one_keeps_it(code_dir: Path, instance: DagsterInstance) -> None:
+def test_a_successful_run_removes_its_folder_and_a_failed_one_keeps_it(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
     base = Path(os.environ["DAGSTER_SLURM_REMOTE_BASE_DIR"])
     ok = run(code_dir, "ops.py", "hello_job", instance)
     assert ok.success
     failed = run(code_dir, "ops.py", "failing_job", instance, raise_on_error=False)
     lab.wait_until(lambda: not (base / "runs" / ok.run_id).exists(), timeout=30, what="run folder removed")
     assert (base / "runs" / failed.run_id / failed.run_id).is_dir()
-
 
 
 def test_terminating_a_running_run_cancels_its_slurm_jobs(code_dir: Path, instance: DagsterInstance) -> None:
@@ -236,7 +268,9 @@ def test_terminating_a_running_run_cancels_its_slurm_jobs(code_dir: Path, instan
     try:
         run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
         lab.wait_until(
-            lambda: [j for j in lab.slurm_jobs_of_run(run.run_id) if j["state"] == "RUNNING"], timeout=60, what="job running"
+            lambda: [j for j in lab.slurm_jobs_of_run(run.run_id) if j["state"] == "RUNNING"],
+            timeout=60,
+            what="job running",
         )
         # What terminating from the UI does with the default run launcher: mark the run
         # canceling, then interrupt its run worker.

@@ -62,7 +62,7 @@ def test_a_damaged_line_is_waited_on_while_last_and_skipped_once_good_lines_foll
     assert [r.entry.user_message for r in waiting.records] == ["before"]
     assert waiting.consumed == len(good) and waiting.skipped == 0
     write(path, "after")
-    after = path.read_bytes()[len(good):]
+    after = path.read_bytes()[len(good) :]
     skipped = parse_records(good + cut + after)
     assert [r.entry.user_message for r in skipped.records] == ["before", "after"]
     assert skipped.skipped == 1 and skipped.consumed == len(good + cut + after)
@@ -121,7 +121,11 @@ def test_many_files_are_read_from_their_offsets_in_one_command(tmp_path: Path) -
     ]
     reads = read_files(LocalTransport(), slices)
     assert [(r.start, r.data) for r in reads] == [
-        (4, b"456789"), (0, None), (106, b"\xff tail"), (10, b""), (100, "ü漢".encode() + b"\xff\xff tail"),
+        (4, b"456789"),
+        (0, None),
+        (106, b"\xff tail"),
+        (10, b""),
+        (100, "ü漢".encode() + b"\xff\xff tail"),
     ]
 
 

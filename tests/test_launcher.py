@@ -27,12 +27,13 @@ from dagster_slurm_launcher.launcher.process import WorkerProcess, open_log, pru
 
 EXAMPLE = Path(__file__).parent.parent / "dagster.yaml.example"
 
+
 def _valid(schema: object, value: object) -> None:
     result = process_config(resolve_to_config_type(schema), value)
     assert result.success, result.errors
 
 
-def test_the_example_deployment_file_is_a_valid_instance_config(monkeypatch) -> None:  # noqa: ANN001
+def test_the_example_deployment_file_is_a_valid_instance_config(monkeypatch) -> None:
     for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_SLURM_REMOTE_BASE_DIR"):
         monkeypatch.setenv(name, "x")
     config = yaml.safe_load(EXAMPLE.read_text())
@@ -68,13 +69,18 @@ def test_a_process_that_reused_the_workers_pid_is_not_taken_for_it() -> None:
 def test_a_worker_is_still_itself_after_the_wall_clock_steps() -> None:
     # NTP stepping the clock, or a VM resumed from suspend: a wall-clock start time moves with
     # it. The daemon that checks the worker is another process, started after the step.
-    check = "import sys; from dagster_slurm_launcher.launcher.process import WorkerProcess; print(WorkerProcess.from_tags(eval(sys.argv[1])).state())"
+    check = (
+        "import sys; from dagster_slurm_launcher.launcher.process import WorkerProcess; "
+        "print(WorkerProcess.from_tags(eval(sys.argv[1])).state())"
+    )
     with subprocess.Popen(["sleep", "60"]) as process:
         worker = WorkerProcess.of(process.pid)
         assert worker is not None
         subprocess.run(["date", "-s", "+5 seconds"], check=True, capture_output=True)
         try:
-            state = subprocess.run([sys.executable, "-c", check, repr(worker.tags("/log"))], capture_output=True, text=True).stdout
+            state = subprocess.run(
+                [sys.executable, "-c", check, repr(worker.tags("/log"))], capture_output=True, text=True
+            ).stdout
         finally:
             subprocess.run(["date", "-s", "-5 seconds"], check=True, capture_output=True)
         process.kill()
@@ -90,8 +96,11 @@ def test_a_worker_launched_by_the_previous_version_is_judged_by_its_pid() -> Non
     # 0.1.0 tagged host, pid and a wall-clock start time: after an upgrade, a live worker of a
     # run in flight must not be taken for dead (monitoring would start a twin).
     with subprocess.Popen(["sleep", "60"]) as process:
-        tags = {"dagster-slurm/run-worker-host": socket.gethostname(), "dagster-slurm/run-worker-pid": str(process.pid),
-                "dagster-slurm/run-worker-start-time": "1764000000.000"}
+        tags = {
+            "dagster-slurm/run-worker-host": socket.gethostname(),
+            "dagster-slurm/run-worker-pid": str(process.pid),
+            "dagster-slurm/run-worker-start-time": "1764000000.000",
+        }
         worker = WorkerProcess.from_tags(tags)
         assert worker is not None and worker.state() == "running"
         process.kill()
@@ -112,20 +121,22 @@ def launcher(tmp_path: Path) -> Iterator[SlurmRunLauncher]:
 
 
 def _run_on_another_host() -> DagsterRun:
-    return DagsterRun(job_name="job", run_id="run-elsewhere", tags=WorkerProcess("gone.example", "boot", 4242, 7).tags("/log"))
+    return DagsterRun(
+        job_name="job", run_id="run-elsewhere", tags=WorkerProcess("gone.example", "boot", 4242, 7).tags("/log")
+    )
 
 
 def test_a_worker_on_another_host_is_running_while_its_heartbeat_changes(launcher: SlurmRunLauncher) -> None:
     run = _run_on_another_host()
     for _ in range(6):
-        beat(launcher._instance, run.run_id)  # noqa: SLF001
+        beat(launcher._instance, run.run_id)
         assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
         time.sleep(0.2)
 
 
 def test_a_worker_on_another_host_whose_heartbeat_stopped_is_failed(launcher: SlurmRunLauncher) -> None:
     run = _run_on_another_host()
-    beat(launcher._instance, run.run_id)  # noqa: SLF001
+    beat(launcher._instance, run.run_id)
     assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
     time.sleep(0.6)
     result = launcher.check_run_worker_health(run)
@@ -160,7 +171,9 @@ def test_a_launcher_that_is_pid_1_reaps_its_finished_workers(tmp_path: Path) -> 
     # A daemon as a container's init: detached workers are reparented to it.
     result = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", _PID_ONE, str(tmp_path / "w.log")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.stdout.strip() == "reaped", result.stderr
 
@@ -184,13 +197,11 @@ def test_old_run_worker_logs_are_pruned(tmp_path: Path) -> None:
     assert not old.exists() and new.exists()
 
 
-def test_jobs_that_name_no_executor_get_the_slurm_executor_in_the_run_worker(monkeypatch) -> None:  # noqa: ANN001
+def test_jobs_that_name_no_executor_get_the_slurm_executor_in_the_run_worker(monkeypatch) -> None:
     from dagster import job, op
     from dagster._core.definitions import job_definition
 
-    from dagster_slurm_launcher.launcher.run_worker import (
-        make_slurm_the_default_executor,
-    )
+    from dagster_slurm_launcher.launcher.run_worker import make_slurm_the_default_executor
 
     monkeypatch.setattr(job_definition, "DEFAULT_EXECUTOR_DEF", job_definition.DEFAULT_EXECUTOR_DEF)
 

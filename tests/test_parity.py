@@ -11,13 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import (
-    AssetKey,
-    DagsterEventType,
-    DagsterInstance,
-    execute_job,
-    instance_for_test,
-)
+from dagster import AssetKey, DagsterEventType, DagsterInstance, execute_job, instance_for_test
 from dagster._core.definitions.reconstruct import ReconstructableJob
 
 pytestmark = pytest.mark.lab
@@ -25,7 +19,9 @@ pytestmark = pytest.mark.lab
 EXECUTORS = ("multiprocess", "slurm")
 # Events an executor emits about itself, not about the step's work.
 EXECUTOR_OWN = {
-    DagsterEventType.ENGINE_EVENT, DagsterEventType.STEP_WORKER_STARTING, DagsterEventType.STEP_WORKER_STARTED,
+    DagsterEventType.ENGINE_EVENT,
+    DagsterEventType.STEP_WORKER_STARTING,
+    DagsterEventType.STEP_WORKER_STARTED,
     DagsterEventType.LOGS_CAPTURED,
 }
 POINTER = "dagster/input_event_pointer/"
@@ -36,7 +32,10 @@ def instances(tmp_path: Path) -> Iterator[dict[str, DagsterInstance]]:
     homes = {name: tmp_path / name for name in EXECUTORS}
     for home in homes.values():
         home.mkdir(mode=0o700)
-    with instance_for_test(temp_dir=str(homes["multiprocess"])) as mp, instance_for_test(temp_dir=str(homes["slurm"])) as slurm:
+    with (
+        instance_for_test(temp_dir=str(homes["multiprocess"])) as mp,
+        instance_for_test(temp_dir=str(homes["slurm"])) as slurm,
+    ):
         yield {"multiprocess": mp, "slurm": slurm}
 
 
@@ -65,20 +64,34 @@ def materializations(instance: DagsterInstance, key: str) -> list[dict[str, obje
         for tag, value in list(tags.items()):
             if tag.startswith(POINTER):
                 tags[tag] = _resolve_pointer(instance, int(value))
-        out.append({
-            "run": run_order.index(entry.run_id), "partition": materialization.partition, "tags": tags,
-            "metadata": {k: _instance_neutral(repr(v)) for k, v in materialization.metadata.items()},  # repr: NaN == NaN
-        })
+        out.append(
+            {
+                "run": run_order.index(entry.run_id),
+                "partition": materialization.partition,
+                "tags": tags,
+                "metadata": {
+                    k: _instance_neutral(repr(v)) for k, v in materialization.metadata.items()
+                },  # repr: NaN == NaN
+            }
+        )
     return out
 
 
 def _resolve_pointer(instance: DagsterInstance, storage_id: int) -> tuple[str, str, str | None, int] | str:
     run_order = [r.run_id for r in reversed(instance.get_runs())]
     for key in instance.get_asset_keys():
-        for kind, fetch in (("materialization", instance.fetch_materializations), ("observation", instance.fetch_observations)):
+        for kind, fetch in (
+            ("materialization", instance.fetch_materializations),
+            ("observation", instance.fetch_observations),
+        ):
             for record in fetch(key, limit=100).records:
                 if record.storage_id == storage_id:
-                    return kind, key.to_user_string(), record.partition_key, run_order.index(record.event_log_entry.run_id)
+                    return (
+                        kind,
+                        key.to_user_string(),
+                        record.partition_key,
+                        run_order.index(record.event_log_entry.run_id),
+                    )
     return "no asset event with that storage id"
 
 
@@ -105,14 +118,27 @@ def step_events(instance: DagsterInstance, run_id: str, failure_messages: bool =
             step[event.event_type_value] += 1
             if event.event_type == DagsterEventType.STEP_FAILURE and failure_messages:
                 data = event.step_failure_data
-                step[("failure", data.error_source, data.error.cls_name if data.error else None,
-                      data.error.message.strip() if data.error else None,
-                      repr(data.user_failure_data.metadata) if data.user_failure_data else None)] += 1
+                step[
+                    (
+                        "failure",
+                        data.error_source,
+                        data.error.cls_name if data.error else None,
+                        data.error.message.strip() if data.error else None,
+                        repr(data.user_failure_data.metadata) if data.user_failure_data else None,
+                    )
+                ] += 1
             if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 target = evaluation.target_materialization_data
-                step[("check", evaluation.check_name, evaluation.passed, _instance_neutral(repr(evaluation.metadata)),
-                      _resolve_pointer(instance, target.storage_id) if target else None)] += 1
+                step[
+                    (
+                        "check",
+                        evaluation.check_name,
+                        evaluation.passed,
+                        _instance_neutral(repr(evaluation.metadata)),
+                        _resolve_pointer(instance, target.storage_id) if target else None,
+                    )
+                ] += 1
             if event.event_type == DagsterEventType.STEP_EXPECTATION_RESULT:
                 step[("expectation", repr(event.event_specific_data.expectation_result))] += 1
             if event.event_type == DagsterEventType.STEP_OUTPUT:
@@ -126,7 +152,9 @@ def assert_same_records(
 ) -> None:
     mp, slurm = instances["multiprocess"], instances["slurm"]
     assert mp.get_run_by_id(run_ids["multiprocess"]).status == slurm.get_run_by_id(run_ids["slurm"]).status
-    assert step_events(slurm, run_ids["slurm"], failure_messages) == step_events(mp, run_ids["multiprocess"], failure_messages)
+    assert step_events(slurm, run_ids["slurm"], failure_messages) == step_events(
+        mp, run_ids["multiprocess"], failure_messages
+    )
     for key in keys:
         assert materializations(slurm, key) == materializations(mp, key), key
 
@@ -136,7 +164,9 @@ def data_version_tags(instance: DagsterInstance, key: str) -> dict[str, str]:
     return {k: v for k, v in (latest.event_log_entry.asset_materialization.tags or {}).items() if "data_version" in k}
 
 
-def test_data_versions_and_input_pointers_match_across_two_runs(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+def test_data_versions_and_input_pointers_match_across_two_runs(
+    code_dir: Path, instances: dict[str, DagsterInstance]
+) -> None:
     run_on_both(code_dir, instances, "upstream")
     run_ids = run_on_both(code_dir, instances, "downstream")
     assert_same_records(instances, run_ids, ["upstream", "downstream", "reads_history"])
@@ -144,15 +174,31 @@ def test_data_versions_and_input_pointers_match_across_two_runs(code_dir: Path, 
     # An asset whose dagster-slurm/asset-history tag names assets it does not depend on reads them.
     tagged = run_on_both(code_dir, instances, "tagged")
     assert_same_records(instances, tagged, [])
-    logged = [e.user_message for e in instances["slurm"].all_logs(tagged["slurm"]) if "latest data version" in e.user_message]
-    assert logged == [f"downstream: latest data version {tags['dagster/data_version']}", "daily: latest data version None"]
-    assert tags["dagster/input_data_version/upstream"] == data_version_tags(instances["slurm"], "upstream")["dagster/data_version"]
+    logged = [
+        e.user_message for e in instances["slurm"].all_logs(tagged["slurm"]) if "latest data version" in e.user_message
+    ]
+    assert logged == [
+        f"downstream: latest data version {tags['dagster/data_version']}",
+        "daily: latest data version None",
+    ]
+    assert (
+        tags["dagster/input_data_version/upstream"]
+        == data_version_tags(instances["slurm"], "upstream")["dagster/data_version"]
+    )
     # The step saw upstream's materialization from the first run (the metadata holds its run id).
     (first_run,) = [r.run_id for r in instances["slurm"].get_runs() if r.job_name == "upstream_slurm"]
-    assert first_run in instances["slurm"].get_latest_materialization_event(AssetKey("reads_history")).asset_materialization.metadata["upstream_run"].value
+    assert (
+        first_run
+        in instances["slurm"]
+        .get_latest_materialization_event(AssetKey("reads_history"))
+        .asset_materialization.metadata["upstream_run"]
+        .value
+    )
 
 
-def test_data_versions_and_input_pointers_match_within_one_run(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+def test_data_versions_and_input_pointers_match_within_one_run(
+    code_dir: Path, instances: dict[str, DagsterInstance]
+) -> None:
     run_ids = run_on_both(code_dir, instances, "chain")
     assert_same_records(instances, run_ids, ["upstream", "downstream", "reads_history"])
     assert data_version_tags(instances["slurm"], "downstream")["dagster/input_data_version/upstream"] != "INITIAL"
@@ -167,7 +213,9 @@ def test_partition_data_versions_match(code_dir: Path, instances: dict[str, Dags
     assert_same_records(instances, run_on_both(code_dir, instances, "daily_total"), ["daily_total"])
 
 
-def test_an_asset_downstream_of_an_observed_source_records_the_same(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+def test_an_asset_downstream_of_an_observed_source_records_the_same(
+    code_dir: Path, instances: dict[str, DagsterInstance]
+) -> None:
     run_on_both(code_dir, instances, "observe")
     run_ids = run_on_both(code_dir, instances, "from_source")
     assert_same_records(instances, run_ids, ["from_source"])
@@ -187,12 +235,10 @@ def test_history_not_shipped_to_the_compute_node_fails_the_step_saying_how_to_sh
     assert "To ship this asset's history, name it in the tag" in message and "dagster-slurm/asset-history" in message
 
 
-@pytest.mark.parametrize("job", [
-    "dynamic",
-    "failures",
-    "busy",
-])
-def test_ops_record_the_same_events_logs_outputs_and_failures(code_dir: Path, instances: dict[str, DagsterInstance], job: str) -> None:
+@pytest.mark.parametrize("job", ["dynamic", "failures", "busy"])
+def test_ops_record_the_same_events_logs_outputs_and_failures(
+    code_dir: Path, instances: dict[str, DagsterInstance], job: str
+) -> None:
     # dynamic outputs and collect; Failure with metadata, an exception, a resource that fails to
     # initialise, an output that fails its type check; a RetryPolicy retry, 200 log lines at all
     # levels, a 30 MB output.
@@ -200,19 +246,25 @@ def test_ops_record_the_same_events_logs_outputs_and_failures(code_dir: Path, in
     assert_same_records(instances, run_ids, [])
 
 
-def test_a_step_that_segfaults_fails_as_under_the_multiprocess_executor(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+def test_a_step_that_segfaults_fails_as_under_the_multiprocess_executor(
+    code_dir: Path, instances: dict[str, DagsterInstance]
+) -> None:
     # Who reports the crash differs (the multiprocess executor's parent, Slurm's job state), so
     # its message does; the events do not.
     run_ids = run_on_both(code_dir, instances, "crash", file="parity.py")
     assert_same_records(instances, run_ids, [], failure_messages=False)
 
 
-def test_assets_with_rich_metadata_and_a_multi_asset_record_the_same(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+def test_assets_with_rich_metadata_and_a_multi_asset_record_the_same(
+    code_dir: Path, instances: dict[str, DagsterInstance]
+) -> None:
     run_ids = run_on_both(code_dir, instances, "assets", file="parity.py")
     assert_same_records(instances, run_ids, ["rich", "left", "right"])
 
 
-def test_a_failing_blocking_check_records_the_same_and_skips_the_same(code_dir: Path, instances: dict[str, DagsterInstance]) -> None:
+def test_a_failing_blocking_check_records_the_same_and_skips_the_same(
+    code_dir: Path, instances: dict[str, DagsterInstance]
+) -> None:
     run_ids = run_on_both(code_dir, instances, "checked", file="parity.py")
     assert_same_records(instances, run_ids, ["checked", "after_checked"])
 

@@ -42,7 +42,12 @@ def test_a_step_folder_is_written_private_with_the_files_the_relay_reads(transpo
     assert sh(transport, f"stat -c %a {shlex.quote(folder)}").strip() == "700"
     listing = sh(transport, f"cd {shlex.quote(folder)} && stat -c '%a %s %n' * | sort -k3")
     assert listing.splitlines() == [
-        "600 0 events.jsonl", "600 15 env", "600 2 meta.json", "600 8 step.json", "600 0 stderr", "600 0 stdout",
+        "600 0 events.jsonl",
+        "600 15 env",
+        "600 2 meta.json",
+        "600 8 step.json",
+        "600 0 stderr",
+        "600 0 stdout",
     ]
 
 

@@ -62,7 +62,9 @@ def test_a_step_whose_job_died_while_no_worker_was_alive_is_submitted_again_once
     worker = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job")
     try:
         run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
-        first = lab.wait_until(lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=90, what="running")
+        first = lab.wait_until(
+            lambda: lab.job_of_step(run.run_id, "slow_step", {"RUNNING"}), timeout=90, what="running"
+        )
         worker.kill()
         worker.wait(timeout=60)
     finally:
@@ -82,5 +84,7 @@ def test_sigterm_to_the_run_worker_is_not_a_cancellation(code_dir: Path, instanc
     run_id = start_and_kill_when(instance, code_dir / "ops.py", {"RUNNING", "COMPLETED"}, sig=signal.SIGTERM)
     assert instance.get_run_by_id(run_id).status != DagsterRunStatus.CANCELED
     # The job was neither cancelled nor killed: it runs to its end.
-    job = lab.wait_until(lambda: lab.job_of_step(run_id, "slow_step", {"COMPLETED", "CANCELLED", "FAILED"}), timeout=120, what="ended")
+    job = lab.wait_until(
+        lambda: lab.job_of_step(run_id, "slow_step", {"COMPLETED", "CANCELLED", "FAILED"}), timeout=120, what="ended"
+    )
     assert job["state"] == "COMPLETED"

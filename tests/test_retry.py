@@ -34,7 +34,7 @@ def failed_parent(instance: DagsterInstance, code: Path, slow_step_job: str, job
     return run_id
 
 
-def retries_of(instance: DagsterInstance, parent_run_id: str) -> list:  # noqa: ANN401
+def retries_of(instance: DagsterInstance, parent_run_id: str) -> list:
     return [r for r in instance.get_runs() if r.parent_run_id == parent_run_id]
 
 
@@ -71,7 +71,9 @@ def test_a_step_adopted_by_one_retry_feeds_the_next_retry(code_dir: Path, instan
     assert slow_step_jobs(parent, 3) == ["COMPLETED"]
 
 
-def test_a_step_whose_job_failed_in_slurm_is_submitted_again_once_by_the_retry(code_dir: Path, instance: DagsterInstance) -> None:
+def test_a_step_whose_job_failed_in_slurm_is_submitted_again_once_by_the_retry(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
     parent = failed_parent(instance, code_dir / "ops.py", "cancelled")
     retry = lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job", reexecute_from_failure_of=parent)
     assert retry.wait(timeout=300) == 0
@@ -81,14 +83,21 @@ def test_a_step_whose_job_failed_in_slurm_is_submitted_again_once_by_the_retry(c
     assert slow_step_jobs(parent, 3) == ["CANCELLED", "COMPLETED"]
 
 
-def test_two_retries_racing_for_a_step_submit_one_job(code_dir: Path, instance: DagsterInstance, tmp_path: Path) -> None:
+def test_two_retries_racing_for_a_step_submit_one_job(
+    code_dir: Path, instance: DagsterInstance, tmp_path: Path
+) -> None:
     parent = failed_parent(instance, code_dir / "ops.py", "cancelled")
     # Both retries look the step up (its only job was cancelled) before either submits.
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     retries = [
-        lab.start_run_worker(instance, code_dir / "ops.py", "resumable_job",
-                             reexecute_from_failure_of=parent, submit_hook=f"barrier:{barrier}:2")
+        lab.start_run_worker(
+            instance,
+            code_dir / "ops.py",
+            "resumable_job",
+            reexecute_from_failure_of=parent,
+            submit_hook=f"barrier:{barrier}:2",
+        )
         for _ in range(2)
     ]
     assert [r.wait(timeout=300) for r in retries] == [0, 0]
@@ -116,7 +125,9 @@ def test_a_worker_killed_between_sbatch_and_recording_the_job_leaves_nothing_orp
     assert slow_step_jobs(run.run_id, 2) == ["COMPLETED"]
 
 
-def test_an_explicit_reexecution_of_a_recorded_step_submits_a_new_job(code_dir: Path, instance: DagsterInstance) -> None:
+def test_an_explicit_reexecution_of_a_recorded_step_submits_a_new_job(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
     # slow_step succeeds and is recorded; the run fails after it, so its step folders (and
     # slow_step's journal) stay on the cluster.
     first = lab.start_run_worker(instance, code_dir / "ops.py", "adopt_then_fail_job")

@@ -22,7 +22,10 @@ def test_settings_are_read_from_dagster_slurm_variables(monkeypatch: pytest.Monk
     monkeypatch.setenv("DAGSTER_SLURM_POLL_INTERVAL", "2.5")
     settings = load_settings()
     assert (settings.host, settings.port, settings.key_file, settings.poll_interval) == (
-        "login1", 2222, Path("/keys/id"), 2.5,
+        "login1",
+        2222,
+        Path("/keys/id"),
+        2.5,
     )
     assert settings.ssh_control_dir == Path("~/.ssh/dagster-slurm")
 
@@ -35,13 +38,13 @@ def test_explicit_values_override_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_an_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAGSTER_SLURM_HOST", "login1")
     monkeypatch.setenv("DAGSTER_SLURM_PORT", "twenty-two")
-    with pytest.raises(SettingsError, match="DAGSTER_SLURM_PORT.*twenty-two"):
+    with pytest.raises(SettingsError, match=r"DAGSTER_SLURM_PORT.*twenty-two"):
         load_settings()
 
 
 def test_an_unknown_transport_names_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAGSTER_SLURM_TRANSPORT", "rsh")
-    with pytest.raises(SettingsError, match="DAGSTER_SLURM_TRANSPORT.*'ssh' or 'local'"):
+    with pytest.raises(SettingsError, match=r"DAGSTER_SLURM_TRANSPORT.*'ssh' or 'local'"):
         load_settings()
 
 

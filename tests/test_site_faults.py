@@ -60,7 +60,9 @@ def test_non_ascii_output_progress_bars_and_invalid_utf8_all_arrive(code_dir: Pa
     assert f"stderr: {TEXT}".encode() in stderr and "100%|██████████| 100/100".encode() in stderr
 
 
-def test_damaged_journal_lines_are_skipped_and_the_events_after_them_arrive(code_dir: Path, instance: DagsterInstance) -> None:
+def test_damaged_journal_lines_are_skipped_and_the_events_after_them_arrive(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
     result = run(code_dir, "damaged_journal_job", instance)
     assert result.success
     assert "logged after the damage" in messages(instance, result.run_id)
@@ -68,7 +70,10 @@ def test_damaged_journal_lines_are_skipped_and_the_events_after_them_arrive(code
 
 
 def run_in_a_worker(
-    instance: DagsterInstance, code_dir: Path, job: str, meanwhile: Callable[[], None] = lambda: None,
+    instance: DagsterInstance,
+    code_dir: Path,
+    job: str,
+    meanwhile: Callable[[], None] = lambda: None,
     submit_hook: str | None = None,
 ) -> DagsterRun:
     """Run ``job`` in a run worker process while ``meanwhile`` does something to the site; the
@@ -101,7 +106,9 @@ def test_a_step_is_never_requeued_by_default(code_dir: Path, instance: DagsterIn
     def requeue_is_refused() -> None:
         job_id = lab.wait_until(lambda: step_job_id(instance, "slow"), timeout=120, what="slow submitted")
         lab.wait_until(lambda: job_state(job_id) == "RUNNING", timeout=120, interval=0.2, what="slow running")
-        refused = subprocess.run(["runuser", "-u", lab.cluster_user(), "--", "scontrol", "requeue", job_id], capture_output=True, text=True)
+        refused = subprocess.run(
+            ["runuser", "-u", lab.cluster_user(), "--", "scontrol", "requeue", job_id], capture_output=True, text=True
+        )
         assert refused.returncode != 0, refused
 
     run = run_in_a_worker(instance, code_dir, "slow_job", requeue_is_refused)
@@ -141,7 +148,9 @@ def _requeued(job_id: str) -> bool:
 
 def test_a_run_survives_ssh_connections_dropped_while_it_relays(code_dir: Path, instance: DagsterInstance) -> None:
     def restart_the_login_node_twice() -> None:
-        lab.wait_until(lambda: (j := step_job_id(instance, "slow")) and job_state(j) == "RUNNING", timeout=120, what="slow running")
+        lab.wait_until(
+            lambda: (j := step_job_id(instance, "slow")) and job_state(j) == "RUNNING", timeout=120, what="slow running"
+        )
         for _ in range(2):  # while journals and states are read
             lab.restart("sshd", down_for=2)
 
@@ -165,8 +174,11 @@ def test_journals_that_cannot_be_read_fail_the_run_and_a_retry_adopts_its_jobs(
         assert failed.is_failure
         slow = step_job_id(instance, "slow")
         assert slow is not None and job_state(slow) in ("RUNNING", "COMPLETED")  # not cancelled
-    errors = [error.message for r in instance.get_records_for_run(failed.run_id).records
-              if (error := getattr(getattr(r.event_log_entry.dagster_event, "event_specific_data", None), "error", None))]
+    errors = [
+        error.message
+        for r in instance.get_records_for_run(failed.run_id).records
+        if (error := getattr(getattr(r.event_log_entry.dagster_event, "event_specific_data", None), "error", None))
+    ]
     assert any("could not read the steps' journals" in e and "on the login node full?" in e for e in errors), errors
 
     retry = lab.start_run_worker(instance, code_dir / "site.py", "slow_job", reexecute_from_failure_of=failed.run_id)
@@ -185,12 +197,17 @@ def test_a_submission_whose_answer_was_lost_is_found_by_name_not_submitted_twice
     one_completed_job_per_step(run.run_id, 2)
 
 
-def test_a_step_whose_job_no_slurm_query_knows_fails_after_the_grace_period(code_dir: Path, instance: DagsterInstance) -> None:
+def test_a_step_whose_job_no_slurm_query_knows_fails_after_the_grace_period(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
     run = run_in_a_worker(instance, code_dir, "slow_job", submit_hook="phantom")
     assert run.is_failure
     (failure,) = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
     assert failure.event_log_entry.step_key == "slow"
-    assert "is neither in squeue nor in sacct after 5s" in failure.event_log_entry.dagster_event.step_failure_data.error.message
+    assert (
+        "is neither in squeue nor in sacct after 5s"
+        in failure.event_log_entry.dagster_event.step_failure_data.error.message
+    )
 
 
 def test_a_step_given_up_on_is_cancelled_and_relays_nothing_more(
@@ -205,7 +222,9 @@ def test_a_step_given_up_on_is_cancelled_and_relays_nothing_more(
     step = TrackedStep(step_key="s", job=job, folder=remote_dir)
     relay.track(step)
     relay.give_up(step)
-    state = lab.wait_until(lambda: (s := client.poll([job])[job.job_id]).is_terminal and s, timeout=60, what="job ended")
+    state = lab.wait_until(
+        lambda: (s := client.poll([job])[job.job_id]).is_terminal and s, timeout=60, what="job ended"
+    )
     assert state.state.value == "CANCELLED"
     relay.poll()
     assert step.drained and step.outcome is None
@@ -223,7 +242,9 @@ def test_hundreds_of_steps_in_flight_complete_each_as_one_job(code_dir: Path, in
     one_completed_job_per_step(result.run_id, 300)
 
 
-def test_nfs_default_caching_on_the_login_node_loses_nothing(code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nfs_default_caching_on_the_login_node_loses_nothing(
+    code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # An NFS client's defaults: directory entries (negative ones too) cached for up to 60 s.
     monkeypatch.setenv("LAB_FS_CACHE", "60:3")
     monkeypatch.setenv("DAGSTER_SLURM_JOURNAL_GRACE", "90")  # the default, which exceeds NFS's 60 s
@@ -283,7 +304,9 @@ def run_secrets_job(code_dir: Path, instance: DagsterInstance, monkeypatch: pyte
     # Slurm keeps each job's script and environment (AccountingStoreFlags=job_script,job_env),
     # for its administrators (root, here) to read.
     script = subprocess.run(["sacct", "-B", "-j", job["job_id"]], capture_output=True, text=True, check=True).stdout
-    environment = subprocess.run(["sacct", "--env-vars", "-j", job["job_id"]], capture_output=True, text=True, check=True).stdout
+    environment = subprocess.run(
+        ["sacct", "--env-vars", "-j", job["job_id"]], capture_output=True, text=True, check=True
+    ).stdout
     assert "exec " in script and "SLURM_" in environment  # they were recorded
     for recorded in (script, environment):
         assert not any(secret in recorded for secret in secrets)

@@ -6,13 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dagster_slurm_launcher.slurm import (
-    JobInfo,
-    JobState,
-    SlurmClient,
-    SlurmError,
-    SubmittedJob,
-)
+from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
 from dagster_slurm_launcher.transport import SSHTransport, Transport
 from tests import lab
 
@@ -32,8 +26,15 @@ def wait_finished(client: SlurmClient, jobs: list[SubmittedJob], timeout: float 
 
 
 def test_a_finished_job_reports_its_accounting(client: SlurmClient, remote_dir: str) -> None:
-    script = "#!/bin/bash\npython3 -c 'b = bytearray(150_000_000); import time; t = time.time()\nwhile time.time() - t < 4: pass'\n"
-    job = client.submit(script, unique("metrics"), {"cpus_per_task": 2, "mem": "400M", "time": "00:05:00", "output": f"{remote_dir}/%j.out"})
+    script = (
+        "#!/bin/bash\npython3 -c 'b = bytearray(150_000_000); import time; t = time.time()\n"
+        "while time.time() - t < 4: pass'\n"
+    )
+    job = client.submit(
+        script,
+        unique("metrics"),
+        {"cpus_per_task": 2, "mem": "400M", "time": "00:05:00", "output": f"{remote_dir}/%j.out"},
+    )
     info = wait_finished(client, [job])[job.job_id]
     assert info.succeeded and info.source == "sacct"
     assert info.exit_code == (0, 0) and info.batch_state == JobState.COMPLETED
@@ -58,8 +59,10 @@ def test_sbatch_errors_reach_the_user(client: SlurmClient) -> None:
 def test_fifty_jobs_are_polled_with_a_bounded_number_of_slurm_calls(
     client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
 ) -> None:
-    jobs = [client.submit("#!/bin/bash\nsleep 6\n", unique("fifty"), {"output": f"{remote_dir}/%j.out", "time": "00:05:00"})
-            for _ in range(50)]
+    jobs = [
+        client.submit("#!/bin/bash\nsleep 6\n", unique("fifty"), {"output": f"{remote_dir}/%j.out", "time": "00:05:00"})
+        for _ in range(50)
+    ]
     # What one poll costs, measured at the controller (sdiag) and, where readable, at slurmdbd.
     costs = {}
     for count in (5, 50):
@@ -79,7 +82,9 @@ def test_fifty_jobs_are_polled_with_a_bounded_number_of_slurm_calls(
     assert all(states[j.job_id].elapsed is not None for j in jobs[10:])
 
 
-def test_every_sacct_query_is_bounded_by_a_start_time(client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str) -> None:
+def test_every_sacct_query_is_bounded_by_a_start_time(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
     job = client.submit("#!/bin/bash\ntrue\n", unique("bounded"), {"output": f"{remote_dir}/%j.out"})
     wait_finished(client, [job])
     client.find_by_name([job.name], job.submitted_after)
@@ -87,26 +92,34 @@ def test_every_sacct_query_is_bounded_by_a_start_time(client: SlurmClient, recor
     assert sacct and all("--starttime=" in c for c in sacct)
 
 
-def test_jobs_are_found_by_name_after_the_controller_forgot_them(client: SlurmClient, transport: Transport, remote_dir: str) -> None:
+def test_jobs_are_found_by_name_after_the_controller_forgot_them(
+    client: SlurmClient, transport: Transport, remote_dir: str
+) -> None:
     name = unique("by-name")
     first = client.submit("#!/bin/bash\ntrue\n", name, {"output": f"{remote_dir}/%j.out"})
     second = client.submit("#!/bin/bash\nexit 1\n", name, {"output": f"{remote_dir}/%j.out"})
     wait_finished(client, [first, second])
     # Past MinJobAge the controller purges finished jobs: only accounting knows them.
     lab.wait_until(
-        lambda: transport.run(f"squeue --noheader --states=all --jobs={first.job_id},{second.job_id}").stdout.strip() == "",
-        timeout=180, interval=3, what="slurmctld purged the jobs",
+        lambda: (
+            transport.run(f"squeue --noheader --states=all --jobs={first.job_id},{second.job_id}").stdout.strip() == ""
+        ),
+        timeout=180,
+        interval=3,
+        what="slurmctld purged the jobs",
     )
     found = client.find_by_name([name, unique("never-submitted")], first.submitted_after)
     assert list(found) == [name]
     assert [(j.job_id, j.state, j.source) for j in found[name]] == [
-        (second.job_id, JobState.FAILED, "sacct"), (first.job_id, JobState.COMPLETED, "sacct"),
+        (second.job_id, JobState.FAILED, "sacct"),
+        (first.job_id, JobState.COMPLETED, "sacct"),
     ]
 
 
 def test_a_running_job_is_found_by_name(client: SlurmClient, remote_dir: str) -> None:
     job = client.submit("#!/bin/bash\nsleep 30\n", unique("running"), {"output": f"{remote_dir}/%j.out"})
     try:
+
         def running() -> dict[str, list[JobInfo]] | None:
             found = client.find_by_name([job.name], job.submitted_after)
             return found if found and found[job.name][0].state == JobState.RUNNING else None
@@ -130,10 +143,14 @@ def test_a_reused_job_id_is_not_taken_for_the_job(client: SlurmClient, remote_di
     assert client.poll([tomorrow])[old.job_id].state == JobState.UNKNOWN
 
 
-def test_cancel_is_one_call_and_ignores_jobs_that_already_ended(client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str) -> None:
+def test_cancel_is_one_call_and_ignores_jobs_that_already_ended(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
     done = client.submit("#!/bin/bash\ntrue\n", unique("done"), {"output": f"{remote_dir}/%j.out"})
     wait_finished(client, [done])
-    running = [client.submit("#!/bin/bash\nsleep 60\n", unique("cancel"), {"output": f"{remote_dir}/%j.out"}) for _ in range(3)]
+    running = [
+        client.submit("#!/bin/bash\nsleep 60\n", unique("cancel"), {"output": f"{remote_dir}/%j.out"}) for _ in range(3)
+    ]
     recorder.commands.clear()
     client.cancel([done.job_id, *(j.job_id for j in running)])
     assert recorder.count("scancel") == 1
@@ -147,7 +164,7 @@ HOSTILE = "it's `touch {canary}` $(touch {canary}) ; touch {canary} & ünïcød�
 def test_hostile_strings_never_change_the_command(client: SlurmClient, transport: Transport, remote_dir: str) -> None:
     canary = f"{remote_dir}/pwned"
     text = HOSTILE.format(canary=canary)
-    body = f"#!/bin/bash\ncat \"$0\" > {shlex.quote(remote_dir)}/script-as-run\n# {text}\n"
+    body = f'#!/bin/bash\ncat "$0" > {shlex.quote(remote_dir)}/script-as-run\n# {text}\n'
     job = client.submit(body, text, {"comment": text, "output": f"{remote_dir}/%j.out", "time": "00:05:00"})
     as_queued = transport.run(f"squeue --noheader --jobs={job.job_id} --states=all --format='%j|%k'").stdout
     assert as_queued == f"{text}|{text}\n"
@@ -159,13 +176,17 @@ def test_hostile_strings_never_change_the_command(client: SlurmClient, transport
     assert [j.job_id for j in client.find_by_name([text], job.submitted_after)[text]] == [job.job_id]
 
 
-def test_a_name_with_a_newline_is_refused_before_anything_runs(client: SlurmClient, recorder: lab.RecordingTransport) -> None:
+def test_a_name_with_a_newline_is_refused_before_anything_runs(
+    client: SlurmClient, recorder: lab.RecordingTransport
+) -> None:
     with pytest.raises(ValueError, match="control character"):
         client.submit("#!/bin/bash\ntrue\n", "two\nlines")
     assert recorder.commands == []
 
 
-def test_the_client_carries_on_while_slurmctld_restarts(client: SlurmClient, transport: Transport, remote_dir: str) -> None:
+def test_the_client_carries_on_while_slurmctld_restarts(
+    client: SlurmClient, transport: Transport, remote_dir: str
+) -> None:
     if not isinstance(transport, SSHTransport):
         pytest.skip("restarting daemons needs root; the SSH run has it")
     job = client.submit("#!/bin/bash\nsleep 8\n", unique("survivor"), {"output": f"{remote_dir}/%j.out"})

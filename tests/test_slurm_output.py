@@ -7,33 +7,53 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dagster_slurm_launcher.slurm import (
-    JobState,
-    SlurmClient,
-    SubmittedJob,
-    sbatch_arguments,
-    validate_job_name,
-)
-from dagster_slurm_launcher.slurm.parse import (
-    parse_duration,
-    parse_memory,
-    parse_sacct,
-    parse_squeue,
-)
+from dagster_slurm_launcher.slurm import JobState, SlurmClient, SubmittedJob, sbatch_arguments, validate_job_name
+from dagster_slurm_launcher.slurm.parse import parse_duration, parse_memory, parse_sacct, parse_squeue
 from dagster_slurm_launcher.transport import CommandResult, Transport
 
 SUBMITTED = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 
 
-def sacct_row(raw_id: str, state: str, exit_code: str = "0:0", rss: str = "", name: str = "job", submit: str = "2026-11-24T18:00:05") -> str:
-    return "|".join([raw_id, state, exit_code, "debug", "node1", submit, "2026-11-24T18:00:06",
-                     "2026-11-24T18:01:06", "60", "00:30:00", "2", "1", "01:30.000", rss,
-                     "billing=2,cpu=2,mem=200M,node=1", "billing=2,cpu=2,mem=200M,node=1", "/shared/runs/x", name])
+def sacct_row(
+    raw_id: str,
+    state: str,
+    exit_code: str = "0:0",
+    rss: str = "",
+    name: str = "job",
+    submit: str = "2026-11-24T18:00:05",
+) -> str:
+    return "|".join(
+        [
+            raw_id,
+            state,
+            exit_code,
+            "debug",
+            "node1",
+            submit,
+            "2026-11-24T18:00:06",
+            "2026-11-24T18:01:06",
+            "60",
+            "00:30:00",
+            "2",
+            "1",
+            "01:30.000",
+            rss,
+            "billing=2,cpu=2,mem=200M,node=1",
+            "billing=2,cpu=2,mem=200M,node=1",
+            "/shared/runs/x",
+            name,
+        ]
+    )
 
 
 def test_a_finished_job_carries_its_accounting() -> None:
-    out = "\n".join([sacct_row("7", "COMPLETED"), sacct_row("7.batch", "COMPLETED", rss="2048K", name="batch"),
-                     sacct_row("7.0", "COMPLETED", rss="1.5M", name="python")])
+    out = "\n".join(
+        [
+            sacct_row("7", "COMPLETED"),
+            sacct_row("7.batch", "COMPLETED", rss="2048K", name="batch"),
+            sacct_row("7.0", "COMPLETED", rss="1.5M", name="python"),
+        ]
+    )
     job = parse_sacct(out)["7"]
     assert job.succeeded and job.work_dir == "/shared/runs/x"
     assert job.max_rss_bytes == 2048 * 1024  # the largest of its steps
@@ -48,8 +68,13 @@ def test_success_needs_the_batch_step_to_succeed_too() -> None:
 
 
 def test_a_requeued_job_is_reported_by_its_latest_run() -> None:
-    out = "\n".join([sacct_row("9", "REQUEUED"), sacct_row("9.batch", "CANCELLED", name="batch"),
-                     sacct_row("9", "RUNNING", submit="2026-11-24T18:05:00")])
+    out = "\n".join(
+        [
+            sacct_row("9", "REQUEUED"),
+            sacct_row("9.batch", "CANCELLED", name="batch"),
+            sacct_row("9", "RUNNING", submit="2026-11-24T18:05:00"),
+        ]
+    )
     job = parse_sacct(out)["9"]
     assert job.state == JobState.RUNNING and job.batch_state is None
 
@@ -60,22 +85,45 @@ def test_who_cancelled_a_job_is_kept_as_its_reason() -> None:
 
 
 def test_every_slurm_state_is_recognised() -> None:
-    for state in ["PENDING", "RUNNING", "COMPLETING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
-                  "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "REQUEUED", "BOOT_FAIL", "DEADLINE"]:
+    for state in [
+        "PENDING",
+        "RUNNING",
+        "COMPLETING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "REQUEUED",
+        "BOOT_FAIL",
+        "DEADLINE",
+    ]:
         assert JobState.parse(state)[0].value == state
     assert JobState.parse("SOMETHING_NEW")[0] == JobState.UNKNOWN
 
 
 def test_a_pending_job_shows_its_reason() -> None:
     job = parse_squeue("12|PENDING|Priority|||2026-11-24T18:00:05|30:00|/shared/x|my job|with a pipe")["12"]
-    assert (job.state, job.reason, job.node_list, job.name) == (JobState.PENDING, "Priority", None, "my job|with a pipe")
+    assert (job.state, job.reason, job.node_list, job.name) == (
+        JobState.PENDING,
+        "Priority",
+        None,
+        "my job|with a pipe",
+    )
     assert job.work_dir == "/shared/x"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("00:01.500", timedelta(seconds=1.5)), ("01:02:03", timedelta(hours=1, minutes=2, seconds=3)),
-    ("2-00:00:01", timedelta(days=2, seconds=1)), ("UNLIMITED", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("00:01.500", timedelta(seconds=1.5)),
+        ("01:02:03", timedelta(hours=1, minutes=2, seconds=3)),
+        ("2-00:00:01", timedelta(days=2, seconds=1)),
+        ("UNLIMITED", None),
+    ],
+)
 def test_slurm_durations(text: str, expected: timedelta | None) -> None:
     assert parse_duration(text) == expected
 
@@ -85,8 +133,9 @@ def test_slurm_memory_sizes() -> None:
 
 
 def test_sbatch_options_become_long_flags() -> None:
-    assert sbatch_arguments({"cpus_per_task": 8, "exclusive": True, "qos": None, "requeue": False,
-                             "comment": "a b"}) == ["--cpus-per-task=8", "--exclusive", "--comment=a b"]
+    assert sbatch_arguments(
+        {"cpus_per_task": 8, "exclusive": True, "qos": None, "requeue": False, "comment": "a b"}
+    ) == ["--cpus-per-task=8", "--exclusive", "--comment=a b"]
 
 
 @pytest.mark.parametrize("key", ["job_name", "parsable", "wrap"])
@@ -100,10 +149,16 @@ def test_an_option_name_cannot_smuggle_arguments() -> None:
         sbatch_arguments({"time=1 --wrap": "x"})
 
 
-@pytest.mark.parametrize(("name", "problem"), [
-    ("", "empty"), ("a\nb", "control character"), ("a,b", "separators"), ('a"b', "slurmdbd stores"),
-    ("x" * 256, "256 bytes"),
-])
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "empty"),
+        ("a\nb", "control character"),
+        ("a,b", "separators"),
+        ('a"b', "slurmdbd stores"),
+        ("x" * 256, "256 bytes"),
+    ],
+)
 def test_job_names_that_cannot_round_trip_are_refused(name: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         validate_job_name(name)
@@ -124,13 +179,17 @@ class CannedTransport(Transport):
 
 
 def test_without_accounting_the_client_falls_back_to_scontrol_once(caplog: pytest.LogCaptureFixture) -> None:
-    scontrol = ("JobId=5 JobName=my step UserId=me(1) JobState=COMPLETED Reason=None ExitCode=0:0 "
-                "RunTime=00:00:03 TimeLimit=00:30:00 SubmitTime=2026-11-24T18:00:05 NodeList=node1 NumCPUs=1")
-    transport = CannedTransport({
-        "squeue": CommandResult("", 0, b"", ""),
-        "sacct": CommandResult("", 1, b"", "sacct: error: Slurm accounting storage is disabled\n"),
-        "scontrol": CommandResult("", 0, (scontrol + "\n").encode(), ""),
-    })
+    scontrol = (
+        "JobId=5 JobName=my step UserId=me(1) JobState=COMPLETED Reason=None ExitCode=0:0 "
+        "RunTime=00:00:03 TimeLimit=00:30:00 SubmitTime=2026-11-24T18:00:05 NodeList=node1 NumCPUs=1"
+    )
+    transport = CannedTransport(
+        {
+            "squeue": CommandResult("", 0, b"", ""),
+            "sacct": CommandResult("", 1, b"", "sacct: error: Slurm accounting storage is disabled\n"),
+            "scontrol": CommandResult("", 0, (scontrol + "\n").encode(), ""),
+        }
+    )
     client = SlurmClient(transport)
     job = SubmittedJob("5", "my step", SUBMITTED)
     for _ in range(2):

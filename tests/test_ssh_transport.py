@@ -22,7 +22,11 @@ def ssh() -> SSHTransport:
 
 def test_commands_run_as_the_cluster_user(ssh: SSHTransport) -> None:
     result = ssh.run("id -un; echo oops >&2; exit 3")
-    assert (result.stdout, result.stderr, result.exit_code) == (f"{os.environ['DAGSTER_SLURM_LAB_USER']}\n", "oops\n", 3)
+    assert (result.stdout, result.stderr, result.exit_code) == (
+        f"{os.environ['DAGSTER_SLURM_LAB_USER']}\n",
+        "oops\n",
+        3,
+    )
 
 
 def test_stdin_arrives_byte_for_byte(ssh: SSHTransport) -> None:
@@ -65,8 +69,15 @@ def test_a_step_folder_is_written_private_in_one_command(ssh: SSHTransport) -> N
         assert len(recorder.commands) == 1
         listing = ssh.run(f"cd {base}/step && stat -c '%a %n' . * && cat env meta.json && wc -c < step.json").stdout
         assert listing.splitlines() == [
-            "700 .", "600 env", "600 events.jsonl", "600 meta.json", "600 stderr", "600 stdout", "600 step.json",
-            "export A='b c'", '{"meta": 1}' + str(len(payload)),
+            "700 .",
+            "600 env",
+            "600 events.jsonl",
+            "600 meta.json",
+            "600 stderr",
+            "600 stdout",
+            "600 step.json",
+            "export A='b c'",
+            '{"meta": 1}' + str(len(payload)),
         ]
     finally:
         ssh.run(f"rm -rf {base}")
@@ -88,19 +99,19 @@ def test_a_changed_host_key_is_refused(tmp_path: Path) -> None:
     other = (tmp_path / "other.pub").read_text().split()[:2]
     (tmp_path / "known_hosts").write_text(f"[{s.host}]:{s.port} {' '.join(other)}\n")
     before = lab.sshd_logins()
-    with pytest.raises(TransportError, match="does not match .*ssh-keygen -R"):
+    with pytest.raises(TransportError, match=r"does not match .*ssh-keygen -R"):
         SSHTransport(lab.settings(known_hosts=tmp_path / "known_hosts")).run("true")
     assert lab.sshd_logins() == before
 
 
 def test_a_missing_known_hosts_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(TransportError, match="DAGSTER_SLURM_KNOWN_HOSTS=.*does not exist"):
+    with pytest.raises(TransportError, match=r"DAGSTER_SLURM_KNOWN_HOSTS=.*does not exist"):
         SSHTransport(lab.settings(known_hosts=tmp_path / "nope")).run("true")
 
 
 def test_a_rejected_key_says_what_to_check(tmp_path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
-    with pytest.raises(TransportError, match="authentication to .* failed.*DAGSTER_SLURM_KEY_FILE"):
+    with pytest.raises(TransportError, match=r"authentication to .* failed.*DAGSTER_SLURM_KEY_FILE"):
         SSHTransport(lab.settings(key_file=tmp_path / "stranger")).run("true")
 
 
@@ -117,7 +128,7 @@ def test_the_connection_comes_back_after_sshd_restarts(ssh: SSHTransport) -> Non
 def test_an_unreachable_host_fails_after_the_reconnect_timeout() -> None:
     transport = SSHTransport(lab.settings(port=1, reconnect_timeout=3))  # nothing listens on port 1
     started = time.monotonic()
-    with pytest.raises(TransportError, match="could not connect .*gave up after retrying"):
+    with pytest.raises(TransportError, match=r"could not connect .*gave up after retrying"):
         transport.run("true")
     assert time.monotonic() - started < 20
 
@@ -142,7 +153,7 @@ def test_a_jump_host_is_verified_and_used(tmp_path: Path) -> None:
     assert lab.sshd_logins() - before == 2
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    with pytest.raises(TransportError, match="not in .*known_hosts"):
+    with pytest.raises(TransportError, match=r"not in .*known_hosts"):
         SSHTransport(lab.settings(jump_host=f"{s.user}@{s.host}:{s.port}", known_hosts=empty)).run("true")
 
 

@@ -45,35 +45,51 @@ def test_the_dynamic_partitions_shipped_with_the_step_are_answered(instance: Dag
 
 
 def test_a_dynamic_partition_set_that_was_not_shipped_is_refused_not_empty(instance: DagsterInstance) -> None:
-    with pytest.raises(UnavailableOnComputeNode, match="'files'.*not sent with the step"):
+    with pytest.raises(UnavailableOnComputeNode, match=r"'files'.*not sent with the step"):
         instance.get_dynamic_partitions("files")
     with pytest.raises(UnavailableOnComputeNode):
         instance.has_dynamic_partition("files", "a.csv")
 
 
-@pytest.mark.parametrize("use", [
-    lambda i: i.get_run_by_id("another-run"),
-    lambda i: i.get_runs(),
-    lambda i: i.get_run_records(RunsFilter(job_name="job")),
-    lambda i: i.get_records_for_run("this-run"),
-    lambda i: i.all_logs("this-run"),
-    lambda i: i.get_asset_keys(),
-    lambda i: i.event_log_storage.get_event_records,
-], ids=["another run", "every run", "runs of a job", "the run's events", "the run's logs", "asset keys", "event records"])
-def test_reads_the_instance_would_answer_differently_are_refused(instance: DagsterInstance, use) -> None:  # noqa: ANN001
-    with pytest.raises(UnavailableOnComputeNode, match="not available on compute nodes.*run config"):
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda i: i.get_run_by_id("another-run"),
+        lambda i: i.get_runs(),
+        lambda i: i.get_run_records(RunsFilter(job_name="job")),
+        lambda i: i.get_records_for_run("this-run"),
+        lambda i: i.all_logs("this-run"),
+        lambda i: i.get_asset_keys(),
+        lambda i: i.event_log_storage.get_event_records,
+    ],
+    ids=[
+        "another run",
+        "every run",
+        "runs of a job",
+        "the run's events",
+        "the run's logs",
+        "asset keys",
+        "event records",
+    ],
+)
+def test_reads_the_instance_would_answer_differently_are_refused(instance: DagsterInstance, use) -> None:
+    with pytest.raises(UnavailableOnComputeNode, match=r"not available on compute nodes.*run config"):
         result = use(instance)
         if callable(result):
             result()
 
 
-@pytest.mark.parametrize("use", [
-    lambda i: i.add_dynamic_partitions("regions", ["south"]),
-    lambda i: i.delete_dynamic_partition("regions", "north"),
-    lambda i: i.add_run_tags("this-run", {"x": "y"}),
-], ids=["add dynamic partitions", "delete a dynamic partition", "add run tags"])
-def test_writes_that_would_be_lost_are_refused(instance: DagsterInstance, use) -> None:  # noqa: ANN001
-    with pytest.raises(UnavailableOnComputeNode, match="be lost.*sensor"):
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda i: i.add_dynamic_partitions("regions", ["south"]),
+        lambda i: i.delete_dynamic_partition("regions", "north"),
+        lambda i: i.add_run_tags("this-run", {"x": "y"}),
+    ],
+    ids=["add dynamic partitions", "delete a dynamic partition", "add run tags"],
+)
+def test_writes_that_would_be_lost_are_refused(instance: DagsterInstance, use) -> None:
+    with pytest.raises(UnavailableOnComputeNode, match=r"be lost.*sensor"):
         use(instance)
 
 
@@ -98,7 +114,7 @@ def test_a_method_dagster_adds_is_refused() -> None:
         pass
 
     _refuse_the_rest(Step, NewerEventLogStorage, _EVENT_LOG_ANSWERED)
-    with pytest.raises(UnavailableOnComputeNode, match="instance.get_something_new"):
+    with pytest.raises(UnavailableOnComputeNode, match=r"instance.get_something_new"):
         Step.get_something_new(object())
 
 

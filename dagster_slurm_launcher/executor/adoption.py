@@ -9,23 +9,12 @@ outcome no run of the lineage recorded. All decisions to adopt are made here.
 import time
 from datetime import UTC, datetime, timedelta
 
-from dagster import (
-    DagsterEventType,
-    DagsterInstance,
-    DagsterRun,
-    EventLogEntry,
-    MetadataValue,
-)
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, EventLogEntry, MetadataValue
 
 from dagster_slurm_launcher.dagster_internals import EngineEventData, StepHandlerContext
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.executor.relay import Relay, TrackedStep
-from dagster_slurm_launcher.journal import (
-    JOURNAL_FILE,
-    OUTCOMES,
-    ParsedJournal,
-    parse_records,
-)
+from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
 from dagster_slurm_launcher.naming import job_name, lineage_folder
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SUBMITTED_BY_RUN
 from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SubmittedJob
@@ -102,7 +91,9 @@ class Adoption:
             or (outcome.dagster_event_type != DagsterEventType.STEP_SUCCESS and not take_failures)
         ):
             return False
-        stored = frozenset((e.timestamp, e.user_message) for e in instance.all_logs(run.run_id) if e.step_key == step_key)
+        stored = frozenset(
+            (e.timestamp, e.user_message) for e in instance.all_logs(run.run_id) if e.step_key == step_key
+        )
         step = TrackedStep(
             step_key=step_key,
             job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or created(instance, root_run_id(run))),
@@ -111,11 +102,15 @@ class Adoption:
         )
         self._relay.track(step)
         instance.report_engine_event(
-            f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, submitted by run {step.source_run_id}",
+            f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, "
+            f"submitted by run {step.source_run_id}",
             run,
-            EngineEventData(metadata={
-                SLURM_JOB_ID: MetadataValue.text(newest.job_id), SUBMITTED_BY_RUN: MetadataValue.text(step.source_run_id)
-            }),
+            EngineEventData(
+                metadata={
+                    SLURM_JOB_ID: MetadataValue.text(newest.job_id),
+                    SUBMITTED_BY_RUN: MetadataValue.text(step.source_run_id),
+                }
+            ),
             step_key=step_key,
         )
         self._relay.poll()

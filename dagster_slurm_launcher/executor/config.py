@@ -24,12 +24,7 @@ from dagster import (
 
 from dagster_slurm_launcher.dagster_internals import get_retries_config
 from dagster_slurm_launcher.settings import ENV_PREFIX
-from dagster_slurm_launcher.slurm.client import (
-    OptionValue,
-    option_flag,
-    owned_option,
-    sbatch_arguments,
-)
+from dagster_slurm_launcher.slurm.client import OptionValue, option_flag, owned_option, sbatch_arguments
 
 SBATCH_TAG = "dagster-slurm/sbatch"
 """Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""
@@ -49,6 +44,10 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def _opt(config_type: Any, description: str) -> Field:
     return Field(Noneable(config_type), is_required=False, default_value=None, description=description)
+
+
+def _with_default(config_type: Any, default: Any, description: str) -> Field:
+    return Field(config_type, is_required=False, default_value=default, description=description)
 
 
 CONFIG_SCHEMA = {
@@ -77,28 +76,29 @@ CONFIG_SCHEMA = {
     "gpus": _opt(IntSource, "sbatch --gpus."),
     "constraint": _opt(StringSource, "sbatch --constraint."),
     "signal": _opt(
-        StringSource, "sbatch --signal, e.g. B:USR1@300: signal the step 300 s before its time limit so it can checkpoint."
+        StringSource,
+        "sbatch --signal, e.g. B:USR1@300: signal the step 300 s before its time limit so it can checkpoint.",
     ),
-    "sbatch_options": Field(
-        Permissive(), is_required=False, default_value={},
-        description="Other sbatch long options, passed as given: {'exclusive': True, 'reservation': 'r1'}.",
+    "sbatch_options": _with_default(
+        Permissive(), {}, "Other sbatch long options, passed as given: {'exclusive': True, 'reservation': 'r1'}."
     ),
-    "setup": Field(
-        [String], is_required=False, default_value=[],
-        description="Shell lines run before the step, e.g. 'module load python/3.11'.",
-    ),
+    "setup": _with_default([String], [], "Shell lines run before the step, e.g. 'module load python/3.11'."),
     "python": _opt(StringSource, "Python executable on the cluster (default DAGSTER_SLURM_PYTHON)."),
-    "remote_base_dir": _opt(StringSource, "Run folders on the shared filesystem (default DAGSTER_SLURM_REMOTE_BASE_DIR)."),
-    "env_vars": Field(
-        Array(String), is_required=False, default_value=[],
-        description="Environment for the step: 'NAME' copies the run worker's value, 'NAME=value' sets one.",
+    "remote_base_dir": _opt(
+        StringSource, "Run folders on the shared filesystem (default DAGSTER_SLURM_REMOTE_BASE_DIR)."
+    ),
+    "env_vars": _with_default(
+        Array(String), [], "Environment for the step: 'NAME' copies the run worker's value, 'NAME=value' sets one."
     ),
     "max_concurrent": _opt(Int, "Most steps in Slurm at once for one run (default: no limit)."),
-    "poll_interval": _opt(Float, "Seconds between polls of Slurm and the journals (default DAGSTER_SLURM_POLL_INTERVAL)."),
-    "journal_grace": _opt(
-        Float, "Seconds to keep reading an ended job's journal for its last lines (default DAGSTER_SLURM_JOURNAL_GRACE)."
+    "poll_interval": _opt(
+        Float, "Seconds between polls of Slurm and the journals (default DAGSTER_SLURM_POLL_INTERVAL)."
     ),
-    "debug_mode": Field(Bool, is_required=False, default_value=False, description="Keep run folders of successful runs."),
+    "journal_grace": _opt(
+        Float,
+        "Seconds to keep reading an ended job's journal for its last lines (default DAGSTER_SLURM_JOURNAL_GRACE).",
+    ),
+    "debug_mode": _with_default(Bool, False, "Keep run folders of successful runs."),
     "retries": get_retries_config(),
 }
 

@@ -83,11 +83,7 @@ class SlurmExecutor(StepDelegatingExecutor):
         return super()._pop_events(instance, run_id, seen_storage_ids)
 
 
-@executor(
-    name="slurm",
-    config_schema=CONFIG_SCHEMA,
-    requirements=multiple_process_executor_requirements(),
-)
+@executor(name="slurm", config_schema=CONFIG_SCHEMA, requirements=multiple_process_executor_requirements())
 def slurm_executor(init_context: InitExecutorContext) -> Executor:
     """Run each step of a job as its own Slurm job, submitted over SSH or on the login node.
 

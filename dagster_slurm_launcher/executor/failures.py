@@ -6,6 +6,8 @@ from dagster_slurm_launcher.slurm import JobState
 from dagster_slurm_launcher.transport import Transport, TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
+_RAISE = "Raise `{option}` in the executor config or the step's dagster-slurm/sbatch tag."
+
 
 def explain_missing_outcome(step: TrackedStep, transport: Transport, journal_grace: float) -> str:
     """Why the step's job ended without the step reporting an outcome, and what to change."""
@@ -13,7 +15,8 @@ def explain_missing_outcome(step: TrackedStep, transport: Transport, journal_gra
     assert info is not None
     job = f"Slurm job {step.job.job_id}"
     if info.state == JobState.TIMEOUT:
-        return f"{job} reached its time limit ({step.options.get('time') or info.time_limit}) and was killed. Raise `time` in the executor config or the step's dagster-slurm/sbatch tag."
+        limit = step.options.get("time") or info.time_limit
+        return f"{job} reached its time limit ({limit}) and was killed. {_RAISE.format(option='time')}"
     if info.state == JobState.CANCELLED:
         return f"{job} was cancelled{' ' + info.reason if info.reason else ''} before the step finished."
     if info.state == JobState.NODE_FAIL:
@@ -26,7 +29,11 @@ def explain_missing_outcome(step: TrackedStep, transport: Transport, journal_gra
     # With JobAcctGatherParams=OverMemoryKill a job killed for memory ends FAILED (signal 9),
     # not OUT_OF_MEMORY; slurmstepd says why in the job's stderr.
     if info.state == JobState.OUT_OF_MEMORY or "exceeded memory limit" in stderr or "oom-kill" in stderr:
-        return f"{job} ran out of memory (requested {step.options.get('mem') or _tres(info.req_tres, 'mem')}; peak {_mib(info.max_rss_bytes)}) and was killed. Raise `mem` in the executor config or the step's dagster-slurm/sbatch tag."
+        requested = step.options.get("mem") or _tres(info.req_tres, "mem")
+        return (
+            f"{job} ran out of memory (requested {requested}; peak {_mib(info.max_rss_bytes)}) and was killed. "
+            + _RAISE.format(option="mem")
+        )
     code = ":".join(map(str, info.exit_code)) if info.exit_code else "unknown"
     return (
         f"{job} ended {info.state.value} (exit code {code}) without reporting the step's outcome: the step "
@@ -46,4 +53,3 @@ def _tres(tres: str | None, key: str) -> str:
 
 def _mib(size: int | None) -> str:
     return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
-

@@ -12,23 +12,13 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, MetadataValue
 
-from dagster_slurm_launcher.dagster_internals import (
-    ComputeIOType,
-    EngineEventData,
-    StepOutputHandle,
-)
+from dagster_slurm_launcher.dagster_internals import ComputeIOType, EngineEventData, StepOutputHandle
 from dagster_slurm_launcher.executor.step_ids import StepIds
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import run_id_of_step_folder
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID
-from dagster_slurm_launcher.slurm import (
-    JobInfo,
-    JobState,
-    SlurmClient,
-    SlurmError,
-    SubmittedJob,
-)
+from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
 from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
@@ -143,7 +133,9 @@ class Relay:
                 self._update_state(step, states[step.job.job_id])
         now = time.monotonic()
         # Past the grace period, nothing more will become visible: damaged lines are passed over.
-        past_grace = {s.step_key for s in active if s.ended_at is not None and now - s.ended_at >= self.timing.journal_grace}
+        past_grace = {
+            s.step_key for s in active if s.ended_at is not None and now - s.ended_at >= self.timing.journal_grace
+        }
         ended_before_read = [s for s in active if s.ended_at is not None]
         if not self._read_journals(active, past_grace):
             return  # nothing is drained until its journal was read after its job ended
@@ -169,7 +161,9 @@ class Relay:
             summary = info.state.value
         if summary != step.reported_state and not info.is_terminal:
             step.reported_state = summary
-            self._engine_event(step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)})
+            self._engine_event(
+                step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)}
+            )
 
     def _read_journals(self, steps: list[TrackedStep], past_grace: set[str]) -> bool:
         """Relay every new record of ``steps``' journals; ``False`` if they could not be read.
@@ -191,7 +185,7 @@ class Relay:
             log.warning("could not read journals; retrying at the next poll", error=str(exc))
             return False
         self._failing_since = None
-        for step, read in zip(steps, reads):
+        for step, read in zip(steps, reads, strict=True):
             if read.data is not None:
                 self._relay_records(step, read.data, final=step.step_key in past_grace)
         return True
@@ -202,7 +196,9 @@ class Relay:
         if parsed.consumed:  # END counts only as the last line: a requeued job writes after it
             step.journal_ended = parsed.ended
         if parsed.skipped:
-            log.warning("skipped damaged journal lines", step_key=step.step_key, lines=parsed.skipped, journal=step.journal)
+            log.warning(
+                "skipped damaged journal lines", step_key=step.step_key, lines=parsed.skipped, journal=step.journal
+            )
         for record in parsed.records:
             if record.seq <= step.relayed_seq:
                 continue
@@ -239,7 +235,7 @@ class Relay:
             log.warning("could not copy step logs; they stay in the step folders", error=str(exc))
             return
         manager = self._instance.compute_log_manager
-        for (step, io_type), read in zip(streams, reads):
+        for (step, io_type), read in zip(streams, reads, strict=True):
             if not read.data:
                 continue
             log_key = manager.build_log_key_for_run(self._run.run_id, step.log_file_key)  # type: ignore[arg-type]

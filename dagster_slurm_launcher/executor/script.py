@@ -12,7 +12,6 @@ ENV_FILE = "env"
 META_FILE = "meta.json"
 
 
-
 def render_script(*, setup: Sequence[str], working_directory: str | None, python: str, step_folder: str) -> str:
     """A bash login script: the cluster user's environment, the step's own (from the 0600 file
     :func:`render_env_file` wrote), the user's setup lines, then the step worker.

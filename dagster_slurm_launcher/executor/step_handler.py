@@ -30,29 +30,11 @@ from dagster_slurm_launcher.executor.adoption import Adoption, created
 from dagster_slurm_launcher.executor.config import NO_EXPORT, SbatchOptions
 from dagster_slurm_launcher.executor.failures import explain_missing_outcome
 from dagster_slurm_launcher.executor.lineage import root_run_id
-from dagster_slurm_launcher.executor.output_sources import (
-    Adoptions,
-    earlier_adoptions,
-    point_inputs_at_their_runs,
-)
-from dagster_slurm_launcher.executor.relay import (
-    UNKNOWN_GRACE_SECONDS,
-    Relay,
-    Timing,
-    TrackedStep,
-)
-from dagster_slurm_launcher.executor.script import (
-    render_env_file,
-    render_script,
-    write_step_folder,
-)
+from dagster_slurm_launcher.executor.output_sources import Adoptions, earlier_adoptions, point_inputs_at_their_runs
+from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, Timing, TrackedStep
+from dagster_slurm_launcher.executor.script import render_env_file, render_script, write_step_folder
 from dagster_slurm_launcher.logs import get_logger
-from dagster_slurm_launcher.naming import (
-    job_name,
-    lineage_folder,
-    run_folder,
-    step_folder,
-)
+from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.payload import StepPayload
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, report_cancelled
 from dagster_slurm_launcher.slurm import (
@@ -71,6 +53,8 @@ log = get_logger(__name__)
 
 # Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
 CLAIMS_DIR = "claims"
+# The options that name the step folder's files: the step's event shows the folder instead.
+FOLDER_OPTIONS = frozenset({"output", "error", "chdir"})
 # Submissions of one step that lost a race or their answer, before the step fails.
 _SUBMIT_ATTEMPTS = 3
 
@@ -145,8 +129,6 @@ class SlurmStepHandler(StepHandler):
         run = step_handler_context.dagster_run
         args = step_handler_context.execute_step_args
         root = root_run_id(run)
-        step_context = step_handler_context.get_step_context(step_key)
-        name = job_name(root, step_key)
         # A run that continues earlier work (resumed, retried, re-executed) may find the step's
         # job already in Slurm, submitted by a worker that died before recording its outcome.
         adopted, lineage = self.adoption.at_launch(step_handler_context, step_key)
@@ -154,36 +136,62 @@ class SlurmStepHandler(StepHandler):
             return
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
         folder = step_folder(self._remote_base_dir, root, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
-
-        payload = _payload(
-            step_handler_context, self._remote_base_dir, self._dynamic_partitions, self.relay.steps.values(),
-            self._earlier_adoptions, self._plan_step_keys,
-            collect_asset_history(StepView(self._job_def, step_context.step, run, step_handler_context.instance), step_handler_context.instance),
-        )
-        meta = {"step_key": step_key, "run_id": run.run_id, "root_run_id": root, "job_name": name, "attempt": attempt}
-        write_step_folder(
-            self._client.transport, folder, payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(self._env).encode()
-        )
-        working_directory = run.job_code_origin.repository_origin.code_pointer.working_directory if run.job_code_origin else None
-        script = render_script(setup=self._setup, working_directory=working_directory, python=self._python, step_folder=folder)
+        script = self._write_step_folder(step_handler_context, step_key, folder, attempt)
         options = self._sbatch_options.for_step(step_key, step_handler_context.step_tags[step_key])
         # The executor's own options go last: sbatch takes the last of repeated options.
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, **NO_EXPORT})
-        known = {j.job_id for j in lineage} | ({self.relay.steps[step_key].job.job_id} if step_key in self.relay.steps else set())
+        known = {j.job_id for j in lineage}
+        if step_key in self.relay.steps:
+            known.add(self.relay.steps[step_key].job.job_id)
         claim = Claim(f"{lineage_folder(self._remote_base_dir, root)}/{CLAIMS_DIR}", frozenset(known))
         job = self._submit(step_handler_context, step_key, script, options, claim, folder)
         if job is None:
             return  # another worker's job for this step was adopted
         self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
+        metadata = {
+            SLURM_JOB_ID: MetadataValue.text(job.job_id),
+            "slurm_job_name": MetadataValue.text(job.name),
+            "step_folder": MetadataValue.path(folder),
+            **{f"sbatch_{k}": MetadataValue.text(str(v)) for k, v in options.items() if k not in FOLDER_OPTIONS},
+        }
         yield DagsterEvent.step_worker_starting(
-            step_context,
+            step_handler_context.get_step_context(step_key),
             f"Submitted step {step_key} as Slurm job {job.job_id}.",
-            metadata={
-                SLURM_JOB_ID: MetadataValue.text(job.job_id),
-                "slurm_job_name": MetadataValue.text(name),
-                "step_folder": MetadataValue.path(folder),
-                **{f"sbatch_{k}": MetadataValue.text(str(v)) for k, v in options.items() if k not in {"output", "error", "chdir"}},
-            },
+            metadata=metadata,
+        )
+
+    def _write_step_folder(
+        self, step_handler_context: StepHandlerContext, step_key: str, folder: str, attempt: int
+    ) -> str:
+        """Write the step's folder on the cluster; the batch script that runs the step from it."""
+        run = step_handler_context.dagster_run
+        instance = step_handler_context.instance
+        history = collect_asset_history(
+            StepView(self._job_def, step_handler_context.get_step_context(step_key).step, run, instance), instance
+        )
+        payload = _payload(
+            step_handler_context,
+            self._remote_base_dir,
+            self._dynamic_partitions,
+            self.relay.steps.values(),
+            self._earlier_adoptions,
+            self._plan_step_keys,
+            history,
+        )
+        root = root_run_id(run)
+        meta = {
+            "step_key": step_key,
+            "run_id": run.run_id,
+            "root_run_id": root,
+            "job_name": job_name(root, step_key),
+            "attempt": attempt,
+        }
+        files = (payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(self._env).encode())
+        write_step_folder(self._client.transport, folder, *files)
+        origin = run.job_code_origin
+        working_directory = origin.repository_origin.code_pointer.working_directory if origin else None
+        return render_script(
+            setup=self._setup, working_directory=working_directory, python=self._python, step_folder=folder
         )
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
@@ -196,12 +204,16 @@ class SlurmStepHandler(StepHandler):
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
             step = self.relay.steps[step_key]
             if step.outcome is None and step.drained:
-                return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self.timing.journal_grace))
+                return CheckStepHealthResult.unhealthy(
+                    explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
+                )
             return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
         if step.drained:
-            return CheckStepHealthResult.unhealthy(explain_missing_outcome(step, self._client.transport, self.timing.journal_grace))
+            return CheckStepHealthResult.unhealthy(
+                explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
+            )
         if step.unknown_since is not None and time.monotonic() - step.unknown_since > UNKNOWN_GRACE_SECONDS:
             # The job may still run somewhere: cancel it, so that it cannot report an outcome
             # after the executor has failed the step.
@@ -240,8 +252,13 @@ class SlurmStepHandler(StepHandler):
             report_cancelled(instance, dagster_run, jobs)
 
     def _submit(
-        self, step_handler_context: StepHandlerContext, step_key: str, script: str,
-        options: dict[str, OptionValue], claim: Claim, folder: str,
+        self,
+        step_handler_context: StepHandlerContext,
+        step_key: str,
+        script: str,
+        options: dict[str, OptionValue],
+        claim: Claim,
+        folder: str,
     ) -> SubmittedJob | None:
         """Submit the step's job under ``claim``; ``None`` if another worker's job was adopted."""
         name = job_name(root_run_id(step_handler_context.dagster_run), step_key)
@@ -269,7 +286,10 @@ class SlurmStepHandler(StepHandler):
         and its folder, which no other submission uses."""
         found = [j for j in self.adoption.lineage_jobs(step_handler_context, step_key) if j.work_dir == folder]
         log.warning(
-            "submission uncertain; looked the job up by name", step_key=step_key, error=str(uncertain), found=[j.job_id for j in found]
+            "submission uncertain; looked the job up by name",
+            step_key=step_key,
+            error=str(uncertain),
+            found=[j.job_id for j in found],
         )
         if not found:
             return None
@@ -326,7 +346,10 @@ def _dynamic_partitions(job_def: JobDefinition) -> set[str]:
     defs = [job_def.partitions_def] + [node.partitions_def for node in job_def.asset_layer.asset_graph.asset_nodes]
     names = set()
     for partitions_def in defs:
-        dims = [d.partitions_def for d in partitions_def.partitions_defs] if isinstance(partitions_def, MultiPartitionsDefinition) else [partitions_def]
+        dims = (
+            [d.partitions_def for d in partitions_def.partitions_defs]
+            if isinstance(partitions_def, MultiPartitionsDefinition)
+            else [partitions_def]
+        )
         names.update(d.name for d in dims if isinstance(d, DynamicPartitionsDefinition) and d.name)
     return names
-

@@ -9,18 +9,9 @@ relay rewrites it to the id the Dagster instance gave the same event when it was
 
 from dataclasses import dataclass
 
-from dagster import (
-    AssetKey,
-    AssetRecordsFilter,
-    DagsterEventType,
-    DagsterInstance,
-    EventLogEntry,
-)
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, EventLogEntry
 
-from dagster_slurm_launcher.dagster_internals import (
-    INPUT_EVENT_POINTER_TAG_PREFIX,
-    copy,
-)
+from dagster_slurm_launcher.dagster_internals import INPUT_EVENT_POINTER_TAG_PREFIX, copy
 from dagster_slurm_launcher.journal import seq_of_step_storage_id
 from dagster_slurm_launcher.logs import get_logger
 
@@ -49,7 +40,9 @@ class StepIds:
         """Note journal record ``seq``, relayed as ``entry``, in case a later event points at it."""
         event = entry.dagster_event
         if event is not None and event.event_type in _ASSET_EVENTS and event.asset_key is not None:
-            self._events[seq] = _AssetEvent(event.event_type, event.asset_key, event.partition, entry.timestamp, entry.step_key)
+            self._events[seq] = _AssetEvent(
+                event.event_type, event.asset_key, event.partition, entry.timestamp, entry.step_key
+            )
 
     def rewrite(self, instance: DagsterInstance, entry: EventLogEntry) -> EventLogEntry:
         """``entry`` with its ids of the step's own events replaced by the instance's."""
@@ -58,7 +51,9 @@ class StepIds:
             return entry
         if event.event_type in _ASSET_EVENTS:
             data = event.event_specific_data
-            field = "materialization" if event.event_type == DagsterEventType.ASSET_MATERIALIZATION else "asset_observation"
+            field = (
+                "materialization" if event.event_type == DagsterEventType.ASSET_MATERIALIZATION else "asset_observation"
+            )
             asset_event = getattr(data, field)
             tags = self._rewrite_pointers(instance, entry, asset_event.tags)
             if tags is not None:
@@ -76,11 +71,17 @@ class StepIds:
                 return entry._replace(dagster_event=event._replace(event_specific_data=evaluation))
         return entry
 
-    def _rewrite_pointers(self, instance: DagsterInstance, entry: EventLogEntry, tags: dict[str, str] | None) -> dict[str, str] | None:
+    def _rewrite_pointers(
+        self, instance: DagsterInstance, entry: EventLogEntry, tags: dict[str, str] | None
+    ) -> dict[str, str] | None:
         """The tags with the step's own ids rewritten, or None if none was."""
         rewritten = dict(tags or {})
         for tag, value in (tags or {}).items():
-            seq = seq_of_step_storage_id(int(value)) if tag.startswith(INPUT_EVENT_POINTER_TAG_PREFIX) and value.isdigit() else None
+            seq = (
+                seq_of_step_storage_id(int(value))
+                if tag.startswith(INPUT_EVENT_POINTER_TAG_PREFIX) and value.isdigit()
+                else None
+            )
             if seq is not None:
                 storage_id = self._instance_id(instance, entry.run_id, seq)
                 if storage_id is None:
@@ -104,13 +105,22 @@ class StepIds:
             after_timestamp=event.timestamp - 1e-3,
             before_timestamp=event.timestamp + 1e-3,
         )
-        fetch = (instance.fetch_materializations if event.event_type == DagsterEventType.ASSET_MATERIALIZATION
-                 else instance.fetch_observations)
-        matches = [r for r in fetch(records_filter, limit=100).records
-                   if r.event_log_entry.run_id == run_id and r.event_log_entry.step_key == event.step_key
-                   and abs(r.timestamp - event.timestamp) < 1e-5]
+        fetch = (
+            instance.fetch_materializations
+            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+            else instance.fetch_observations
+        )
+        matches = [
+            r
+            for r in fetch(records_filter, limit=100).records
+            if r.event_log_entry.run_id == run_id
+            and r.event_log_entry.step_key == event.step_key
+            and abs(r.timestamp - event.timestamp) < 1e-5
+        ]
         if not matches:
-            log.warning("a relayed asset event is not in the instance", seq=seq, asset_key=event.asset_key.to_user_string())
+            log.warning(
+                "a relayed asset event is not in the instance", seq=seq, asset_key=event.asset_key.to_user_string()
+            )
             return None
         self._found[seq] = matches[0].storage_id
         return self._found[seq]

@@ -56,7 +56,9 @@ def last_beat(instance: DagsterInstance, run_id: str) -> str | None:
 def start_heartbeat(instance_ref: InstanceRef, run_id: str, me: WorkerProcess, interval: float) -> threading.Event:
     """Beat for ``run_id`` in a daemon thread until the returned event is set."""
     stop = threading.Event()
-    threading.Thread(target=_beat, args=(instance_ref, run_id, me, interval, stop), name="heartbeat", daemon=True).start()
+    threading.Thread(
+        target=_beat, args=(instance_ref, run_id, me, interval, stop), name="heartbeat", daemon=True
+    ).start()
     return stop
 
 

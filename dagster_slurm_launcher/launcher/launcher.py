@@ -6,15 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import (
-    DagsterEventType,
-    DagsterRun,
-    Field,
-    Float,
-    MetadataValue,
-    Shape,
-    StringSource,
-)
+from dagster import DagsterEventType, DagsterRun, Field, Float, MetadataValue, Shape, StringSource
 
 from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.dagster_internals import (
@@ -30,20 +22,10 @@ from dagster_slurm_launcher.dagster_internals import (
 from dagster_slurm_launcher.executor.config import CONFIG_SCHEMA
 from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.launcher.heartbeat import beat, interval_for, last_beat
-from dagster_slurm_launcher.launcher.process import (
-    LOG_TAG,
-    WorkerProcess,
-    prune_logs,
-    reap,
-    spawn_detached,
-)
+from dagster_slurm_launcher.launcher.process import LOG_TAG, WorkerProcess, prune_logs, reap, spawn_detached
 from dagster_slurm_launcher.launcher.run_worker import EXECUTE, RESUME, orders
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, run_folder
-from dagster_slurm_launcher.run_events import (
-    SLURM_JOB_ID,
-    metadata_values,
-    report_cancelled,
-)
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, metadata_values, report_cancelled
 from dagster_slurm_launcher.slurm import JobInfo
 
 _FORGET_AFTER_SECONDS = 86400.0
@@ -70,11 +52,18 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
               time: "01:00:00"
     """
 
-    def __init__(self, executor: Mapping[str, Any] | None = None, log_dir: str | None = None,
-                 log_retention_days: float = 30.0, worker_heartbeat_timeout: float = 300.0,
-                 inst_data: ConfigurableClassData | None = None) -> None:
+    def __init__(
+        self,
+        executor: Mapping[str, Any] | None = None,
+        log_dir: str | None = None,
+        log_retention_days: float = 30.0,
+        worker_heartbeat_timeout: float = 300.0,
+        inst_data: ConfigurableClassData | None = None,
+    ) -> None:
         if worker_heartbeat_timeout <= 0:
-            raise ValueError(f"worker_heartbeat_timeout must be a positive number of seconds, not {worker_heartbeat_timeout}")
+            raise ValueError(
+                f"worker_heartbeat_timeout must be a positive number of seconds, not {worker_heartbeat_timeout}"
+            )
         self._inst_data = inst_data
         self._executor_config = dict(executor or {})
         self._log_dir = log_dir
@@ -95,20 +84,26 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     def config_type(cls) -> dict[str, Field]:
         return {
             "executor": Field(
-                Shape(CONFIG_SCHEMA), is_required=False,
+                Shape(CONFIG_SCHEMA),
+                is_required=False,
                 description="Slurm executor config for jobs that name no executor (and where to "
                 "cancel jobs of terminated runs). Name an executor on a job or its Definitions to opt out.",
             ),
             "log_dir": Field(
-                StringSource, is_required=False,
+                StringSource,
+                is_required=False,
                 description="Where run workers' logs go (default: run-workers/ under the instance directory).",
             ),
             "log_retention_days": Field(
-                Float, is_required=False, default_value=30.0,
+                Float,
+                is_required=False,
+                default_value=30.0,
                 description="Run workers' logs older than this are removed when a run is launched.",
             ),
             "worker_heartbeat_timeout": Field(
-                Float, is_required=False, default_value=300.0,
+                Float,
+                is_required=False,
+                default_value=300.0,
                 description="Seconds after which a run worker on another host (started by a webserver "
                 "or a daemon elsewhere) whose heartbeat stopped is taken for dead, so that run "
                 "monitoring resumes its run. Workers on this host are checked directly.",
@@ -142,8 +137,14 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         log_path = os.path.join(log_dir, f"{run.run_id}.log")
         worker = spawn_detached(
             [origin.executable_path, "-m", "dagster_slurm_launcher.launcher.run_worker"],
-            orders(mode, run.run_id, self._instance.get_ref(), self._executor_config, log_path,
-                   interval_for(self._heartbeat_timeout)),
+            orders(
+                mode,
+                run.run_id,
+                self._instance.get_ref(),
+                self._executor_config,
+                log_path,
+                interval_for(self._heartbeat_timeout),
+            ),
             log_path,
             cwd=origin.repository_origin.code_pointer.working_directory,
             env=os.environ,
@@ -155,7 +156,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         tags = worker.tags(log_path)
         self._instance.add_run_tags(run.run_id, tags)
         self._instance.report_engine_event(
-            f"{'Resumed' if mode == RESUME else 'Started'} run worker (pid {worker.pid} on {worker.host}); its log is {log_path}",
+            f"{'Resumed' if mode == RESUME else 'Started'} run worker (pid {worker.pid} on {worker.host}); "
+            f"its log is {log_path}",
             run,
             EngineEventData(metadata={k.split("/")[-1]: MetadataValue.text(v) for k, v in tags.items()}),
             cls=self.__class__,
@@ -171,7 +173,9 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         self._spawned = reap(self._spawned)
         worker = WorkerProcess.from_tags(run.tags)
         if worker is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has no run worker tags: its launch did not finish")
+            return CheckRunHealthResult(
+                WorkerStatus.UNKNOWN, "the run has no run worker tags: its launch did not finish"
+            )
         state = worker.state()
         if state == "running":
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker.pid))
@@ -181,7 +185,9 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
                 # Anything but RUNNING makes run monitoring resume the run: a worker that still
                 # beats must not be doubled.
                 return CheckRunHealthResult(
-                    WorkerStatus.RUNNING, f"run worker runs on {worker.host}; judged by its heartbeat", run_worker_id=str(worker.pid)
+                    WorkerStatus.RUNNING,
+                    f"run worker runs on {worker.host}; judged by its heartbeat",
+                    run_worker_id=str(worker.pid),
                 )
             return CheckRunHealthResult(
                 WorkerStatus.FAILED,
@@ -190,7 +196,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
                 run_worker_id=str(worker.pid),
             )
         return CheckRunHealthResult(
-            WorkerStatus.FAILED, f"run worker pid {worker.pid} on {worker.host} is gone; its log is {run.tags.get(LOG_TAG)}",
+            WorkerStatus.FAILED,
+            f"run worker pid {worker.pid} on {worker.host} is gone; its log is {run.tags.get(LOG_TAG)}",
             run_worker_id=str(worker.pid),
         )
 
@@ -216,7 +223,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
 
     def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: bool | None = True) -> str | None:
         worker = WorkerProcess.from_tags(run.tags)
-        lines = [f"run worker: {'none recorded' if worker is None else f'pid {worker.pid} on {worker.host}, {worker.state()}'}"]
+        described = "none recorded" if worker is None else f"pid {worker.pid} on {worker.host}, {worker.state()}"
+        lines = [f"run worker: {described}"]
         log_path = run.tags.get(LOG_TAG)
         if log_path:
             lines.append(f"log: {log_path}")
@@ -229,7 +237,9 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         except Exception as exc:  # debug info must not fail run monitoring
             lines.append(f"Slurm jobs: could not be listed ({exc})")
         else:
-            lines.append("Slurm jobs: " + (", ".join(f"{j.job_id} {j.state.value}" for j in jobs) or "none in the queue"))
+            lines.append(
+                "Slurm jobs: " + (", ".join(f"{j.job_id} {j.state.value}" for j in jobs) or "none in the queue")
+            )
         return "\n".join(lines)
 
     # Termination
@@ -244,7 +254,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         # It sees the run CANCELING and reports it CANCELED; without one, nobody else will. A
         # worker on another host sees CANCELING at its next heartbeat and interrupts itself.
         signalled = worker is not None and (
-            worker.signal(signal.SIGTERM) or (worker.state() == "elsewhere" and last_beat(self._instance, run_id) is not None)
+            worker.signal(signal.SIGTERM)
+            or (worker.state() == "elsewhere" and last_beat(self._instance, run_id) is not None)
         )
         try:
             jobs = [info.job_id for info in self._slurm_jobs(run) if not info.is_terminal]
@@ -265,7 +276,8 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
         events = (DagsterEventType.STEP_WORKER_STARTING, DagsterEventType.ENGINE_EVENT)
         tracked = {job_id for _, job_id in metadata_values(self._instance, run.run_id, events, SLURM_JOB_ID)}
         return [
-            info for info in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-{root}-")
+            info
+            for info in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-{root}-")
             if info.job_id in tracked or (info.work_dir or "").startswith(folder)
         ]
 
@@ -278,4 +290,3 @@ class SlurmRunLauncher(RunLauncher, ConfigurableClass):
     def dispose(self) -> None:
         if self._connected is not None:
             self._connected.client.transport.close()
-

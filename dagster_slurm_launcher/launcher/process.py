@@ -80,7 +80,12 @@ class WorkerProcess:
 
     def tags(self, log_path: str) -> dict[str, str]:
         """Run tags that say where this worker runs and logs."""
-        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: f"{self.boot}/{self.start_ticks}", LOG_TAG: log_path}
+        return {
+            HOST_TAG: self.host,
+            PID_TAG: str(self.pid),
+            START_TAG: f"{self.boot}/{self.start_ticks}",
+            LOG_TAG: log_path,
+        }
 
     def state(self) -> str:
         """``running``, ``gone``, or ``elsewhere`` (on another host: cannot be checked from here)."""
@@ -153,7 +158,10 @@ def _scope_prefix() -> tuple[str, ...]:
     """
     if not os.path.isdir("/run/systemd/system") or shutil.which("systemd-run") is None:
         return ()
-    for prefix in (("systemd-run", "--scope", "--quiet", "--collect"), ("systemd-run", "--user", "--scope", "--quiet", "--collect")):
+    for prefix in (
+        ("systemd-run", "--scope", "--quiet", "--collect"),
+        ("systemd-run", "--user", "--scope", "--quiet", "--collect"),
+    ):
         try:
             if subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0:
                 return prefix
@@ -162,7 +170,9 @@ def _scope_prefix() -> tuple[str, ...]:
     return ()
 
 
-def spawn_detached(argv: Sequence[str], stdin: bytes, log_path: str, cwd: str | None, env: Mapping[str, str]) -> WorkerProcess:
+def spawn_detached(
+    argv: Sequence[str], stdin: bytes, log_path: str, cwd: str | None, env: Mapping[str, str]
+) -> WorkerProcess:
     """Start ``argv`` detached (own session, reparented to init), feeding it ``stdin``.
 
     The command must follow :func:`detach`'s protocol: read its stdin, then call ``detach``,
@@ -171,8 +181,13 @@ def spawn_detached(argv: Sequence[str], stdin: bytes, log_path: str, cwd: str | 
     log = open_log(log_path)
     try:
         process = subprocess.Popen(
-            [*_scope_prefix(), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=cwd,
-            env=dict(env), start_new_session=True,
+            [*_scope_prefix(), *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
         )
     finally:
         os.close(log)
@@ -192,7 +207,9 @@ def spawn_detached(argv: Sequence[str], stdin: bytes, log_path: str, cwd: str | 
         # it printed its pid and exited at once: its log says why
     with open(log_path, "rb") as f:
         tail = f.read()[-2000:].decode(errors="replace")
-    raise RuntimeError(f"the run worker did not start (exit code {process.returncode}); its log {log_path} ends:\n{tail}")
+    raise RuntimeError(
+        f"the run worker did not start (exit code {process.returncode}); its log {log_path} ends:\n{tail}"
+    )
 
 
 def detach() -> None:

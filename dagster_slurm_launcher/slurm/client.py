@@ -23,11 +23,7 @@ from dagster_slurm_launcher.slurm.parse import (
     parse_squeue,
     parse_time,
 )
-from dagster_slurm_launcher.transport import (
-    CommandInterrupted,
-    CommandResult,
-    Transport,
-)
+from dagster_slurm_launcher.transport import CommandInterrupted, CommandResult, Transport
 from dagster_slurm_launcher.transport.programs import command
 
 log = get_logger(__name__)
@@ -49,7 +45,11 @@ _TRANSIENT = (
 # Of those, the ones that prove sbatch's request never reached the controller.
 _NOT_SUBMITTED = ("Unable to contact slurm controller (connect failure)", "Resource temporarily unavailable")
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]*")
-_CLIENT_OWNED_OPTIONS = {"job-name": "the job name is the `name` argument", "parsable": "the client parses the job id", "wrap": "the script is the `script` argument"}
+_CLIENT_OWNED_OPTIONS = {
+    "job-name": "the job name is the `name` argument",
+    "parsable": "the client parses the job id",
+    "wrap": "the script is the `script` argument",
+}
 # Only the cluster user's own jobs: names of other users' jobs must not be taken for ours.
 # (Shell text on purpose: the user is whoever the transport logs in as.)
 _MINE = '--user="$(id -un)"'
@@ -79,8 +79,6 @@ class AlreadySubmitted(SlurmError):
         super().__init__(f"job {name!r} was submitted as {job_id} by another worker")
         self.name = name
         self.job_id = job_id
-
-
 
 
 @dataclass(frozen=True)
@@ -138,7 +136,9 @@ def sbatch_arguments(options: Mapping[str, OptionValue]) -> list[str]:
     args = []
     for key, value in options.items():
         if not _OPTION_KEY.fullmatch(key):
-            raise ValueError(f"sbatch option {key!r} is not an option name: use sbatch's long names, e.g. 'cpus_per_task'")
+            raise ValueError(
+                f"sbatch option {key!r} is not an option name: use sbatch's long names, e.g. 'cpus_per_task'"
+            )
         flag = option_flag(key)
         owned = owned_option(key, _CLIENT_OWNED_OPTIONS)
         if owned:
@@ -193,7 +193,9 @@ class SlurmClient:
                 if lines[-2:-1] == ["claimed"]:
                     raise AlreadySubmitted(name, lines[-1])
                 return SubmittedJob(
-                    job_id=lines[-1].split(";")[0], name=name, submitted_after=parse_time(lines[0])  # type: ignore[arg-type]
+                    job_id=lines[-1].split(";")[0],
+                    name=name,
+                    submitted_after=parse_time(lines[0]),  # type: ignore[arg-type]
                 )
             stderr = result.stderr.strip()
             if not any(marker in stderr for marker in _NOT_SUBMITTED):
@@ -271,7 +273,8 @@ class SlurmClient:
             return
         result = self._query(shlex.join(["scancel", *job_ids]))
         errors = [
-            line for line in result.stderr.splitlines()
+            line
+            for line in result.stderr.splitlines()
             if line.strip() and "already completing or completed" not in line and "Invalid job id" not in line
         ]
         if errors:
@@ -292,8 +295,13 @@ class SlurmClient:
             # --starttime bounds the scan: sacct's default is midnight (jobs vanish across it)
             # or, with --jobs, the epoch (slow on a busy cluster).
             argv = [
-                "sacct", "--parsable2", "--noheader", "--duplicates", f"--format={SACCT_FIELDS}",
-                f"--starttime={format_time(since - CLOCK_SKEW)}", *selection,
+                "sacct",
+                "--parsable2",
+                "--noheader",
+                "--duplicates",
+                f"--format={SACCT_FIELDS}",
+                f"--starttime={format_time(since - CLOCK_SKEW)}",
+                *selection,
             ]
             result = self._query(_command(argv, mine))
             if result.ok:

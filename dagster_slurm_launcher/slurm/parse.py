@@ -16,7 +16,6 @@ SACCT_FIELDS = (
     "JobIDRaw,State,ExitCode,Partition,NodeList,Submit,Start,End,ElapsedRaw,Timelimit,"
     "AllocCPUS,NNodes,TotalCPU,MaxRSS,ReqTRES,AllocTRES,WorkDir,JobName"
 )
-_SACCT_COLUMNS = SACCT_FIELDS.count(",") + 1
 _MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 
 
@@ -67,25 +66,51 @@ def _blank(text: str) -> str | None:
     return None if text in {"", "(null)", "None assigned", "None"} else text
 
 
-def _job(job_id: str, name: str, state: JobState, source: str, *, nodes: str, partition: str, submit: str, limit: str,
-         work_dir: str, **fields: object) -> JobInfo:
-    """A JobInfo from the columns every source reports, and ``fields`` parsed by the caller."""
-    return JobInfo(
-        job_id=job_id, name=name, state=state, source=source, node_list=_blank(nodes), partition=_blank(partition),
-        submit_time=parse_time(submit), time_limit=_blank(limit), work_dir=_blank(work_dir), **fields,  # type: ignore[arg-type]
-    )
+def _seconds(text: str) -> timedelta | None:
+    return timedelta(seconds=int(text)) if text.strip().isdigit() else None
+
+
+# JobInfo field: how its text is parsed, and the name each source gives it (sacct's --format
+# names; squeue's columns are named so too, in the order of SQUEUE_FORMAT; scontrol's keys).
+# None: the source does not report it.
+_FIELDS = {
+    "name": (str, "JobName", "JobName", "JobName"),
+    "reason": (_blank, "Reason", None, "Reason"),
+    "exit_code": (parse_exit_code, None, "ExitCode", "ExitCode"),
+    "node_list": (_blank, "NodeList", "NodeList", "NodeList"),
+    "partition": (_blank, "Partition", "Partition", "Partition"),
+    "submit_time": (parse_time, "Submit", "Submit", "SubmitTime"),
+    "start_time": (parse_time, None, "Start", "StartTime"),
+    "end_time": (parse_time, None, "End", "EndTime"),
+    "elapsed": (_seconds, None, "ElapsedRaw", None),
+    "time_limit": (_blank, "Timelimit", "Timelimit", "TimeLimit"),
+    "alloc_cpus": (_int, None, "AllocCPUS", "NumCPUs"),
+    "alloc_nodes": (_int, None, "NNodes", "NumNodes"),
+    "total_cpu": (parse_duration, None, "TotalCPU", None),
+    "max_rss_bytes": (parse_memory, None, "MaxRSS", None),
+    "req_tres": (_blank, None, "ReqTRES", None),
+    "alloc_tres": (_blank, None, "AllocTRES", None),
+    "work_dir": (_blank, "WorkDir", "WorkDir", "WorkDir"),
+}
+_SOURCES = ("squeue", "sacct", "scontrol")
+_SQUEUE_COLUMNS = ("JobID", "State", "Reason", "NodeList", "Partition", "Submit", "Timelimit", "WorkDir", "JobName")
+_SACCT_NAMES = tuple(SACCT_FIELDS.split(","))
+
+
+def _job(source: str, job_id: str, state: JobState, row: dict[str, str], **fields: object) -> JobInfo:
+    """A JobInfo from ``row`` (the source's fields by its names) and ``fields`` parsed by the caller."""
+    column = _SOURCES.index(source) + 1
+    parsed = {name: spec[0](row.get(spec[column], "")) for name, spec in _FIELDS.items() if spec[column]}
+    return JobInfo(job_id=job_id, state=state, source=source, **{**parsed, **fields})  # type: ignore[arg-type]
 
 
 def parse_squeue(output: str) -> dict[str, JobInfo]:
     """Jobs from ``squeue --noheader --format=SQUEUE_FORMAT``, by job id."""
     jobs = {}
     for line in output.splitlines():
-        if not line.strip():
-            continue
-        job_id, state, reason, nodes, partition, submit, limit, work_dir, name = line.split("|", 8)
-        parsed, _ = JobState.parse(state)
-        jobs[job_id] = _job(job_id, name, parsed, "squeue", nodes=nodes, partition=partition, submit=submit, limit=limit,
-                            work_dir=work_dir, reason=_blank(reason))
+        if line.strip():
+            row = dict(zip(_SQUEUE_COLUMNS, line.split("|", len(_SQUEUE_COLUMNS) - 1), strict=True))
+            jobs[row["JobID"]] = _job("squeue", row["JobID"], JobState.parse(row["State"])[0], row)
     return jobs
 
 
@@ -97,25 +122,16 @@ def parse_sacct(output: str) -> dict[str, JobInfo]:
     """
     jobs: dict[str, JobInfo] = {}
     for line in output.splitlines():
-        if not line.strip():
+        cols = line.split("|", len(_SACCT_NAMES) - 1)
+        if len(cols) != len(_SACCT_NAMES):
             continue
-        cols = line.split("|", _SACCT_COLUMNS - 1)
-        if len(cols) != _SACCT_COLUMNS:
-            continue
-        (raw_id, state, exit_code, partition, nodes, submit, start, end, elapsed, limit,
-         cpus, nnodes, total_cpu, max_rss, req_tres, alloc_tres, work_dir, name) = cols
-        job_id, _, step = raw_id.partition(".")
-        parsed, detail = JobState.parse(state)
+        row = dict(zip(_SACCT_NAMES, cols, strict=True))
+        job_id, _, step = row["JobIDRaw"].partition(".")
+        state, detail = JobState.parse(row["State"])
         if not step:
-            jobs[job_id] = _job(
-                job_id, name, parsed, "sacct", nodes=nodes, partition=partition, submit=submit, limit=limit,
-                work_dir=work_dir, reason=detail, exit_code=parse_exit_code(exit_code), start_time=parse_time(start),
-                end_time=parse_time(end), elapsed=timedelta(seconds=int(elapsed)) if elapsed.isdigit() else None,
-                alloc_cpus=_int(cpus), alloc_nodes=_int(nnodes), total_cpu=parse_duration(total_cpu),
-                max_rss_bytes=parse_memory(max_rss), req_tres=_blank(req_tres), alloc_tres=_blank(alloc_tres),
-            )
+            jobs[job_id] = _job("sacct", job_id, state, row, reason=detail)
         elif job_id in jobs:
-            jobs[job_id] = _with_step_row(jobs[job_id], step, parsed, exit_code, max_rss)
+            jobs[job_id] = _with_step_row(jobs[job_id], step, state, row["ExitCode"], row["MaxRSS"])
     return jobs
 
 
@@ -138,18 +154,10 @@ def parse_scontrol(output: str) -> dict[str, JobInfo]:
     """Jobs from ``scontrol --oneliner show job`` (the fallback without accounting), by job id."""
     jobs = {}
     for line in output.splitlines():
-        fields = dict(_SCONTROL_FIELD.findall(line.strip()))
-        if "JobId" not in fields:
-            continue
-        state, detail = JobState.parse(fields.get("JobState", ""))
-        run_time = parse_duration(fields.get("RunTime", ""))
-        jobs[fields["JobId"]] = _job(
-            fields["JobId"], fields.get("JobName", ""), state, "scontrol", nodes=fields.get("NodeList", ""),
-            partition=fields.get("Partition", ""), submit=fields.get("SubmitTime", ""), limit=fields.get("TimeLimit", ""),
-            work_dir=fields.get("WorkDir", ""), reason=_blank(fields.get("Reason", "")) or detail,
-            exit_code=parse_exit_code(fields.get("ExitCode", "")), start_time=parse_time(fields.get("StartTime", "")),
-            end_time=parse_time(fields.get("EndTime", "")), elapsed=run_time, alloc_cpus=_int(fields.get("NumCPUs", "")),
-            alloc_nodes=_int(fields.get("NumNodes", "")),
-        )
+        row = dict(_SCONTROL_FIELD.findall(line.strip()))
+        if "JobId" in row:
+            state, detail = JobState.parse(row.get("JobState", ""))
+            reason = _blank(row.get("Reason", "")) or detail
+            elapsed = parse_duration(row.get("RunTime", ""))
+            jobs[row["JobId"]] = _job("scontrol", row["JobId"], state, row, reason=reason, elapsed=elapsed)
     return jobs
-

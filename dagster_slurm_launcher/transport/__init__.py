@@ -1,12 +1,7 @@
 """Transports: how commands reach the Slurm login node (over SSH, or locally)."""
 
 from dagster_slurm_launcher.settings import SlurmSettings
-from dagster_slurm_launcher.transport.base import (
-    CommandInterrupted,
-    CommandResult,
-    Transport,
-    TransportError,
-)
+from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
 from dagster_slurm_launcher.transport.local import LocalTransport
 from dagster_slurm_launcher.transport.ssh import SSHTransport
 

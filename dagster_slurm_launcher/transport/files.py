@@ -10,11 +10,7 @@ end of file: on NFS, opening revalidates cached attributes (close-to-open), whil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dagster_slurm_launcher.transport.base import (
-    CommandInterrupted,
-    Transport,
-    TransportError,
-)
+from dagster_slurm_launcher.transport.base import CommandInterrupted, Transport, TransportError
 from dagster_slurm_launcher.transport.programs import command
 
 # A read is idempotent: a command cut off by a dropped connection is simply sent again.
@@ -59,7 +55,9 @@ def read_files(transport: Transport, slices: Sequence[FileSlice]) -> list[FileRe
         raise TransportError(f"could not read {len(slices)} file(s) on the cluster: {result.stderr.strip()}")
     reads = list(parse_files_output(slices, result.output))
     if len(reads) != len(slices):
-        raise TransportError(f"reading {len(slices)} file(s) on the cluster returned {len(reads)}: {result.stderr.strip()}")
+        raise TransportError(
+            f"reading {len(slices)} file(s) on the cluster returned {len(reads)}: {result.stderr.strip()}"
+        )
     return reads
 
 

@@ -4,11 +4,7 @@ import os
 import re
 import subprocess
 
-from dagster_slurm_launcher.transport.base import (
-    CommandResult,
-    Transport,
-    TransportError,
-)
+from dagster_slurm_launcher.transport.base import CommandResult, Transport, TransportError
 
 # Variables that hold secrets of the run worker (database passwords, DAGSTER_SLURM_PASSWORD,
 # cloud keys): no command on the cluster side needs them, and sbatch would copy its whole

@@ -23,12 +23,7 @@ from paramiko.ssh_exception import NoValidConnectionsError
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.retry import RetryDeadlineExceeded, backoff
 from dagster_slurm_launcher.settings import ENV_PREFIX, SlurmSettings
-from dagster_slurm_launcher.transport.base import (
-    CommandInterrupted,
-    CommandResult,
-    Transport,
-    TransportError,
-)
+from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
 
 log = get_logger(__name__)
 
@@ -99,9 +94,7 @@ class SSHTransport(Transport):
                 _backoff(attempt, deadline, f"could not start a command on {self._target}", exc)
                 attempt += 1
 
-    def _finish(
-        self, chan: paramiko.Channel, command: str, stdin: bytes | None, timeout: float
-    ) -> CommandResult:
+    def _finish(self, chan: paramiko.Channel, command: str, stdin: bytes | None, timeout: float) -> CommandResult:
         chan.settimeout(timeout)
         stderr: list[bytes] = []
         # stderr is drained beside stdout: an unread stream would stall the shared window.
@@ -113,7 +106,7 @@ class SSHTransport(Transport):
             stdout = _drain(chan.recv)
             reader.join()
             status = chan.recv_exit_status()
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise CommandInterrupted(
                 f"no answer from {self._target} within {timeout:.0f}s; the command may still run: {command}"
             ) from exc
@@ -124,10 +117,7 @@ class SSHTransport(Transport):
         if status == -1:
             raise CommandInterrupted(f"connection to {self._target} closed before the command ended: {command}")
         return CommandResult(
-            command=command,
-            exit_code=status,
-            output=stdout,
-            stderr=b"".join(stderr).decode("utf-8", "replace"),
+            command=command, exit_code=status, output=stdout, stderr=b"".join(stderr).decode("utf-8", "replace")
         )
 
     def _transport(self, deadline: float) -> paramiko.Transport:

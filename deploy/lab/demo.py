@@ -31,15 +31,28 @@ def main() -> int:
     config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     workspace = code / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": {"relative_path": "definitions.py", "working_directory": str(code)}}]}))
+    workspace.write_text(
+        yaml.safe_dump(
+            {"load_from": [{"python_file": {"relative_path": "definitions.py", "working_directory": str(code)}}]}
+        )
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home)}
 
     print(f"DAGSTER_HOME={home}; code location {code}")
     DagsterInstance.from_config(str(home)).dispose()  # creates the storage before two processes race to
-    daemon = subprocess.Popen([BIN / "dagster-daemon", "run", "-w", workspace], env=env,
-                              stdout=open(home / "daemon.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    daemon = subprocess.Popen(
+        [BIN / "dagster-daemon", "run", "-w", workspace],
+        env=env,
+        stdout=open(home / "daemon.log", "w"),  # noqa: SIM115 - the daemon writes it until the demo ends
+        stderr=subprocess.STDOUT,
+    )
     try:
-        subprocess.run([BIN / "dagster", "job", "launch", "-j", "demo_job", "-w", workspace], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [BIN / "dagster", "job", "launch", "-j", "demo_job", "-w", workspace],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         with DagsterInstance.from_config(str(home)) as instance:
             run = instance.get_runs(limit=1)[0]
             print(f"launched run {run.run_id}; waiting for it", flush=True)
@@ -51,18 +64,33 @@ def main() -> int:
                 time.sleep(2)
             run = instance.get_run_by_id(run.run_id)
             print(f"run {run.run_id}: {run.status.value}")
-            print(f"run worker: pid {run.tags.get('dagster-slurm/run-worker-pid')}, log {run.tags.get('dagster-slurm/run-worker-log')}")
+            print(
+                f"run worker: pid {run.tags.get('dagster-slurm/run-worker-pid')}, "
+                f"log {run.tags.get('dagster-slurm/run-worker-log')}"
+            )
             for key in ("numbers", "squares", "cubes", "summary"):
                 record = instance.get_latest_materialization_event(AssetKey(key))
                 meta = record.asset_materialization.metadata if record and record.asset_materialization else {}
-                print(f"  asset {key}: {'materialized' if record else 'MISSING'} {({k: v.value for k, v in meta.items()}) or ''}")
+                print(
+                    f"  asset {key}: {'materialized' if record else 'MISSING'} "
+                    f"{({k: v.value for k, v in meta.items()}) or ''}"
+                )
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
     sacct = subprocess.run(
-        ["sacct", "--allusers", "-X", "-n", "-D", "--starttime=now-1hours", "--format=JobID,JobName%70,State,Elapsed,NodeList",
-         f"--name={','.join(_job_names(run.run_id))}"],
-        capture_output=True, text=True,
+        [
+            "sacct",
+            "--allusers",
+            "-X",
+            "-n",
+            "-D",
+            "--starttime=now-1hours",
+            "--format=JobID,JobName%70,State,Elapsed,NodeList",
+            f"--name={','.join(_job_names(run.run_id))}",
+        ],
+        capture_output=True,
+        text=True,
     ).stdout
     print("Slurm jobs of the run (sacct):\n" + sacct)
     return 0 if run.status.value == "SUCCESS" else 1

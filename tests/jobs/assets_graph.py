@@ -1,12 +1,6 @@
 """Six assets with fan-out and fan-in, on the Slurm executor (default IO manager)."""
 
-from dagster import (
-    AssetExecutionContext,
-    Definitions,
-    MaterializeResult,
-    asset,
-    define_asset_job,
-)
+from dagster import AssetExecutionContext, Definitions, MaterializeResult, asset, define_asset_job
 
 from dagster_slurm_launcher import slurm_executor
 

@@ -3,14 +3,7 @@ default (the Slurm executor) runs every job, except the one that opts out."""
 
 import time
 
-from dagster import (
-    Definitions,
-    StaticPartitionsDefinition,
-    asset,
-    in_process_executor,
-    job,
-    op,
-)
+from dagster import Definitions, StaticPartitionsDefinition, asset, in_process_executor, job, op
 from ops import after_slow, slow_step
 
 days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(20)])
@@ -42,7 +35,7 @@ def opted_out():
 
 
 @asset(partitions_def=days)
-def daily(context) -> str:  # noqa: ANN001
+def daily(context) -> str:
     return context.partition_key
 
 

@@ -21,7 +21,8 @@ from dagster_slurm_launcher import slurm_executor
 SHARED = os.environ.get("DAGSTER_SLURM_LAB_SHARED_DIR", "/tmp")
 EXECUTOR = slurm_executor.configured(
     # Jobs get the cluster user's login environment: what the steps need of ours is named.
-    {"poll_interval": 1.0, "time": "00:10:00", "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"]}, name="slurm_test"
+    {"poll_interval": 1.0, "time": "00:10:00", "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"]},
+    name="slurm_test",
 )
 # Run-scoped: files land under <base_dir>/<run id>/<step>/<output>.
 IO = {"io_manager": FilesystemIOManager(base_dir=f"{SHARED}/io")}

@@ -138,11 +138,18 @@ def busy():
 
 @asset(code_version="1")
 def rich() -> MaterializeResult:
-    return MaterializeResult(metadata={
-        "nan": math.nan, "big": 2**70, "text": "ünïcødé", "md": MetadataValue.md("# Title\n*x*"),
-        "path": MetadataValue.path("/data/out.parquet"), "url": MetadataValue.url("https://example.com/report"),
-        "json": MetadataValue.json({"a": [1, 2]}), "float": 0.1,
-    })
+    return MaterializeResult(
+        metadata={
+            "nan": math.nan,
+            "big": 2**70,
+            "text": "ünïcødé",
+            "md": MetadataValue.md("# Title\n*x*"),
+            "path": MetadataValue.path("/data/out.parquet"),
+            "url": MetadataValue.url("https://example.com/report"),
+            "json": MetadataValue.json({"a": [1, 2]}),
+            "float": 0.1,
+        }
+    )
 
 
 @multi_asset(outs={"left": AssetOut(code_version="1"), "right": AssetOut(code_version="1")})
@@ -203,20 +210,36 @@ def per_region_downstream(per_region: str) -> str:
 def _jobs() -> list:
     jobs = []
     for suffix, executor in EXECUTORS.items():
-        jobs += [g.to_job(name=f"{g.name}_{suffix}", executor_def=executor,
-                          resource_defs={"broken": Broken()}) for g in (dynamic, failures, crash, busy)]
+        jobs += [
+            g.to_job(name=f"{g.name}_{suffix}", executor_def=executor, resource_defs={"broken": Broken()})
+            for g in (dynamic, failures, crash, busy)
+        ]
         jobs += [
             define_asset_job(f"assets_{suffix}", selection=["rich", "left", "right"], executor_def=executor),
             define_asset_job(f"checked_{suffix}", selection=["checked", "after_checked"], executor_def=executor),
-            define_asset_job(f"same_step_{suffix}", selection=["first", "second", "self_checked"], executor_def=executor),
+            define_asset_job(
+                f"same_step_{suffix}", selection=["first", "second", "self_checked"], executor_def=executor
+            ),
             define_asset_job(f"per_letter_{suffix}", selection=["per_letter"], executor_def=executor),
-            define_asset_job(f"per_region_{suffix}", selection=["per_region", "per_region_downstream"], executor_def=executor),
+            define_asset_job(
+                f"per_region_{suffix}", selection=["per_region", "per_region_downstream"], executor_def=executor
+            ),
         ]
     return jobs
 
 
 defs = Definitions(
-    assets=[rich, pair, checked, after_checked, chained_pair, self_checked, per_letter, per_region, per_region_downstream],
+    assets=[
+        rich,
+        pair,
+        checked,
+        after_checked,
+        chained_pair,
+        self_checked,
+        per_letter,
+        per_region,
+        per_region_downstream,
+    ],
     asset_checks=[checked_is_positive],
     jobs=_jobs(),
 )

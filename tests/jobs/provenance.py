@@ -43,10 +43,12 @@ def reads_history(context: AssetExecutionContext) -> MaterializeResult:
     of its data version."""
     event = context.instance.get_latest_materialization_event(AssetKey("upstream"))
     record = context.instance.get_latest_data_version_record(AssetKey("upstream"))
-    return MaterializeResult(metadata={
-        "upstream_run": event.run_id if event else "none",
-        "upstream_data_version": record.asset_materialization.tags["dagster/data_version"] if record else "none",
-    })
+    return MaterializeResult(
+        metadata={
+            "upstream_run": event.run_id if event else "none",
+            "upstream_data_version": record.asset_materialization.tags["dagster/data_version"] if record else "none",
+        }
+    )
 
 
 @asset(code_version="1", partitions_def=days)
@@ -75,8 +77,11 @@ def reads_all_of_wide(wide_upstream: dict[str, str]) -> int:
     return len(wide_upstream)
 
 
-@asset(code_version="1", partitions_def=wide,
-       ins={"wide_upstream": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-98))})
+@asset(
+    code_version="1",
+    partitions_def=wide,
+    ins={"wide_upstream": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-98))},
+)
 def reads_99_of_wide(wide_upstream: dict[str, str]) -> int:
     return len(wide_upstream)
 
@@ -114,9 +119,21 @@ def both(name: str, selection: list[str]) -> list:
 
 
 defs = Definitions(
-    assets=[upstream, downstream, reads_history, daily, daily_downstream, daily_total, source, from_source,
-            wide_upstream, reads_all_of_wide, reads_99_of_wide,
-            reads_tagged_history, reads_unshipped_history],
+    assets=[
+        upstream,
+        downstream,
+        reads_history,
+        daily,
+        daily_downstream,
+        daily_total,
+        source,
+        from_source,
+        wide_upstream,
+        reads_all_of_wide,
+        reads_99_of_wide,
+        reads_tagged_history,
+        reads_unshipped_history,
+    ],
     jobs=[
         *both("upstream", ["upstream"]),
         *both("downstream", ["downstream", "reads_history"]),

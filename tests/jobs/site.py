@@ -13,7 +13,8 @@ from dagster_slurm_launcher import slurm_executor
 SHARED = os.environ.get("DAGSTER_SLURM_LAB_SHARED_DIR", "/tmp")
 EXECUTOR = slurm_executor.configured(
     # Jobs get the cluster user's login environment: what the steps need of ours is named.
-    {"poll_interval": 1.0, "time": "00:10:00", "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"]}, name="slurm_site"
+    {"poll_interval": 1.0, "time": "00:10:00", "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"]},
+    name="slurm_site",
 )
 TEXT = "ünïcødé ✓ 漢字 😀"
 
