@@ -46,6 +46,7 @@ class StepPayload:
                 "args": serialize_value(self.args),
                 "run": serialize_value(self.run),
                 "remote_base_dir": self.remote_base_dir,
+                "artifacts_dir": self.remote_base_dir,  # what a worker of 0.1 reads, during an upgrade
                 "dynamic_partitions": {name: list(keys) for name, keys in self.dynamic_partitions.items()},
                 "asset_history": self.asset_history.to_json(),
                 "execution_plan_snapshot": serialize_value(self.execution_plan_snapshot)

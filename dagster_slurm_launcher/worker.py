@@ -46,10 +46,12 @@ def run_step(step_folder: str) -> None:
         # `scontrol requeue`): its outcome was relayed, and a step is computed once.
         print(f"{journal_path} already holds the step's outcome: not running it again", file=sys.stderr)
         return
-    with open(os.path.join(step_folder, PAYLOAD_FILE)) as f:
-        payload = StepPayload.from_json(f.read())
     journal = _journal = JournalWriter(journal_path)
     try:
+        # Inside: a step.json that cannot be read still ends the journal, so the relay need
+        # not wait out the journal grace for lines that will never come.
+        with open(os.path.join(step_folder, PAYLOAD_FILE)) as f:
+            payload = StepPayload.from_json(f.read())
         instance, run = step_instance(
             journal,
             payload.remote_base_dir,

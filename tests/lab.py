@@ -200,8 +200,16 @@ def start_run_worker(
         mode = f"reexecute-all:{reexecute_all_of}"
     else:
         mode = "run:"
-    argv = [sys.executable, "-m", "tests.run_worker", serialize_value(instance.get_ref()), str(code), job, mode]
-    return subprocess.Popen(argv, cwd=REPO, env={**os.environ, "LAB_SUBMIT_HOOK": submit_hook or ""})
+    # By path, from the caller's working directory: the job's code location takes it as its own.
+    argv = [
+        sys.executable,
+        str(REPO / "tests" / "run_worker.py"),
+        serialize_value(instance.get_ref()),
+        str(code),
+        job,
+        mode,
+    ]
+    return subprocess.Popen(argv, env={**os.environ, "LAB_SUBMIT_HOOK": submit_hook or ""})
 
 
 def job_of_step(root_run_id: str, step_key: str, states: set[str]) -> dict[str, str] | None:

@@ -1,4 +1,4 @@
-"""A run worker for tests, in a process of its own: ``python -m tests.run_worker INSTANCE_REF FILE JOB MODE``.
+"""A run worker for tests, in a process of its own: ``python tests/run_worker.py INSTANCE_REF FILE JOB MODE``.
 
 MODE is ``run:``, ``resume:<run id>`` (as ``dagster api resume_run`` does), ``reexecute:<run id>``
 (from failure) or ``reexecute-all:<run id>``. ``LAB_SUBMIT_HOOK`` wraps the Slurm client's real

@@ -45,7 +45,8 @@ class TrackedStep:
     outcome: DagsterEventType | None = None
     info: JobInfo | None = None
     drained: bool = False
-    reported: str | None = None
+    reported_state: str | None = None
+    """The job's state as the step's last engine event about it reported it."""
     log_file_key: str | None = None
     """The file key of the step's captured logs (from the worker's LOGS_CAPTURED event)."""
     already_stored: frozenset[tuple[float, str]] = frozenset()
