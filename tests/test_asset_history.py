@@ -222,7 +222,10 @@ def test_what_is_shipped_stays_small_when_a_step_reads_2000_upstream_partitions(
 def test_the_partition_status_cache_of_a_wide_asset_is_not_shipped() -> None:
     from dagster._core.storage.partition_status_cache import AssetStatusCacheValue
 
-    cache = AssetStatusCacheValue(latest_storage_id=1, partitions_def_id="p", serialized_materialized_partition_subset="x" * 500_000)
+    subset = "x" * 500_000
+    cache = AssetStatusCacheValue(
+        latest_storage_id=1, partitions_def_id="p", serialized_materialized_partition_subset=subset
+    )
     entry = AssetEntry(asset_key=UPSTREAM, cached_status=cache)
     history = AssetHistory({UPSTREAM: AssetRecord(storage_id=7, asset_entry=entry)}, {UPSTREAM: None}, {}, {})
     assert _shipped_bytes(history) < 4 * 2**10

@@ -121,5 +121,5 @@ def test_a_method_dagster_adds_is_refused() -> None:
 def test_an_event_outside_the_steps_run_is_refused(instance: DagsterInstance) -> None:
     from dagster import AssetMaterialization
 
-    with pytest.raises(UnavailableOnComputeNode, match="report_runless_asset_event.*recorded as the run's"):
+    with pytest.raises(UnavailableOnComputeNode, match=r"report_runless_asset_event.*recorded as the run's"):
         instance.report_runless_asset_event(AssetMaterialization("elsewhere"))
