@@ -124,7 +124,11 @@ def test_a_requeued_job_whose_step_finished_does_not_run_it_again(code_dir: Path
         # As after a node failure or an admin's requeue: Slurm runs the batch script again.
         lab.run_as_cluster_user(["scontrol", "requeue", job_id])
         lab.wait_until(lambda: _requeued(job_id) or _start_now(job_id), timeout=180, what="requeued job ran")
-        assert not instance.get_runs()[0].is_finished  # the step ran again while its run was relaying
+        run = instance.get_runs()[0]
+        assert not run.is_finished  # the step ran again while its run was relaying
+        release = lab.shared_dir() / "markers" / f"release-{run.run_id}"
+        release.write_text("")
+        release.chmod(0o644)
 
     run = run_in_a_worker(instance, code_dir, "requeue_job", requeue_after_it_finished)
     assert run.is_success
@@ -135,7 +139,7 @@ def test_a_requeued_job_whose_step_finished_does_not_run_it_again(code_dir: Path
 
 def _start_now(job_id: str) -> bool:
     """Slurm holds a requeued job for two minutes (its begin time), and only once the requeue has
-    gone through can that be moved; the run's other step does not last that long."""
+    gone through can that be moved."""
     lab.run_as_cluster_user(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
     return False
 

@@ -67,7 +67,11 @@ def counted(context: OpExecutionContext) -> None:
 
 @op(ins={"start": In(Nothing)})
 def waits(context: OpExecutionContext) -> None:
-    time.sleep(int(os.environ.get("WAIT_SECONDS", "40")))
+    """Keeps the run going until the test has seen what it waits for (a file it writes), or 5 minutes."""
+    release = Path(SHARED) / "markers" / f"release-{context.run_id}"
+    deadline = time.monotonic() + 300
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 @job(executor_def=EXECUTOR)
