@@ -40,15 +40,16 @@ def test_a_step_folder_is_written_private_with_the_files_the_relay_reads(transpo
     folder = f"{remote_dir}/step"
     write_step_folder(transport, folder, b'{"x": 1}', b"{}", b"export A='b c'\n")
     assert sh(transport, f"stat -c %a {shlex.quote(folder)}").strip() == "700"
-    listing = sh(transport, f"cd {shlex.quote(folder)} && stat -c '%a %s %n' * | sort -k3")
-    assert listing.splitlines() == [
-        "600 0 events.jsonl",
-        "600 15 env",
-        "600 2 meta.json",
-        "600 8 step.json",
-        "600 0 stderr",
-        "600 0 stdout",
-    ]
+    listing = sh(transport, f"cd {shlex.quote(folder)} && stat -c '%n %a %s' *")
+    files = {name: (mode, size) for name, mode, size in (line.split() for line in listing.splitlines())}
+    assert files == {
+        "events.jsonl": ("600", "0"),
+        "env": ("600", "15"),
+        "meta.json": ("600", "2"),
+        "step.json": ("600", "8"),
+        "stderr": ("600", "0"),
+        "stdout": ("600", "0"),
+    }
 
 
 def test_removing_a_run_folder_removes_the_lineage_folder_only_when_no_other_run_is_left(
