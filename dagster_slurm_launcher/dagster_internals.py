@@ -17,11 +17,16 @@ moves one fails there first). What the package relies on, by use:
   event-log cursors, compute-log IO types), ``copy`` for ``@record`` classes, and the tag names
   and thresholds of Dagster's data-version (provenance) code.
 - Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
+- ``StepDelegatingExecutor._pop_events``, overridden by ``PollingStepDelegatingExecutor``
+  below so that the Slurm executor relays journals just before Dagster reads new events.
 - Two module-level swaps, done by the functions below: the default executor of jobs that name
   none, and the SIGTERM re-mapping of Dagster's interrupt handling.
 """
 
-from dagster import ExecutorDefinition, multi_or_in_process_executor
+from abc import abstractmethod
+from collections.abc import Sequence
+
+from dagster import DagsterEvent, DagsterInstance, ExecutorDefinition, multi_or_in_process_executor
 from dagster._cli.api import _execute_run_command_body as execute_run_command_body
 from dagster._cli.api import _execute_step_command_body as execute_step_command_body
 from dagster._cli.api import _resume_run_command_body as resume_run_command_body
@@ -63,6 +68,20 @@ from dagster._record import copy
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster._utils import interrupts, send_interrupt
 from dagster._utils.interrupts import capture_interrupts
+
+
+class PollingStepDelegatingExecutor(StepDelegatingExecutor):
+    """Dagster's StepDelegatingExecutor, with a hook that runs each time it reads the run's new
+    events: ``StepDelegatingExecutor.execute`` calls its private ``_pop_events`` once per loop
+    iteration while steps are in flight, which is overridden here."""
+
+    @abstractmethod
+    def before_reading_events(self) -> None:
+        """Runs just before each read of the run's new events from the event log."""
+
+    def _pop_events(self, instance: DagsterInstance, run_id: str, seen_storage_ids: set[int]) -> Sequence[DagsterEvent]:
+        self.before_reading_events()
+        return super()._pop_events(instance, run_id, seen_storage_ids)
 
 
 def replace_default_executor(executor_def: ExecutorDefinition) -> None:
@@ -114,6 +133,7 @@ __all__ = [
     "PastExecutionState",
     "PlanExecutionContext",
     "PlanOrchestrationContext",
+    "PollingStepDelegatingExecutor",
     "ResumeRunContext",
     "RetryMode",
     "RunLauncher",

@@ -1,12 +1,11 @@
 """slurm_executor: Dagster's step-delegating executor with a Slurm step handler."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
     DagsterEvent,
     DagsterExecutionInterruptedError,
-    DagsterInstance,
     Executor,
     InitExecutorContext,
     executor,
@@ -17,8 +16,8 @@ from dagster_slurm_launcher.connect import connect, settings_from
 from dagster_slurm_launcher.dagster_internals import (
     ExecutionPlan,
     PlanOrchestrationContext,
+    PollingStepDelegatingExecutor,
     RetryMode,
-    StepDelegatingExecutor,
 )
 from dagster_slurm_launcher.executor.config import (
     CONFIG_SCHEMA,
@@ -42,7 +41,7 @@ log = get_logger(__name__)
 DRAIN_SECONDS = 60.0
 
 
-class SlurmExecutor(StepDelegatingExecutor):
+class SlurmExecutor(PollingStepDelegatingExecutor):
     """Runs each step as a Slurm job and relays the steps' journals into the instance."""
 
     def __init__(self, step_handler: SlurmStepHandler, debug_mode: bool, **kwargs: Any) -> None:
@@ -75,12 +74,10 @@ class SlurmExecutor(StepDelegatingExecutor):
         if not failed and not self._debug_mode:
             self._step_handler.remove_run_folder(plan_context.dagster_run)
 
-    def _pop_events(self, instance: DagsterInstance, run_id: str, seen_storage_ids: set[int]) -> Sequence[DagsterEvent]:
-        # StepDelegatingExecutor.execute calls this once per loop iteration while steps are in
-        # flight, to read new events from the event log: relaying the journals just before keeps
-        # the whole run worker single-threaded.
+    def before_reading_events(self) -> None:
+        # Relaying the journals just before Dagster reads the run's new events keeps the whole
+        # run worker single-threaded.
         self._step_handler.relay.poll_if_due()
-        return super()._pop_events(instance, run_id, seen_storage_ids)
 
 
 @executor(name="slurm", config_schema=CONFIG_SCHEMA, requirements=multiple_process_executor_requirements())
