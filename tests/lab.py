@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dagster_slurm_launcher import SlurmSettings, load_settings
+from dagster_slurm_launcher.slurm import JobState
 from dagster_slurm_launcher.transport import CommandResult, Transport
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,19 +144,6 @@ def slurm_jobs_of_run(root_run_id: str) -> list[dict[str, str]]:
     return [r for r in rows if r["name"].startswith(f"dagster-{root_run_id}-")]
 
 
-_ENDED = {
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-}
-
-
 def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) -> list[dict[str, str]]:
     """The run's jobs once accounting lists at least ``at_least`` of them and all have ended.
 
@@ -164,7 +152,11 @@ def settled_jobs_of_run(root_run_id: str, at_least: int, timeout: float = 60) ->
 
     def settled() -> list[dict[str, str]] | None:
         jobs = slurm_jobs_of_run(root_run_id)
-        return jobs if len(jobs) >= at_least and all(j["state"].split()[0] in _ENDED for j in jobs) else None
+        return (
+            jobs
+            if len(jobs) >= at_least and all(JobState.parse(j["state"].split()[0])[0].is_terminal for j in jobs)
+            else None
+        )
 
     return wait_until(settled, timeout, what=f"{at_least} ended Slurm jobs for run {root_run_id}")  # type: ignore[return-value]
 
