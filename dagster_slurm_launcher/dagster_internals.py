@@ -14,8 +14,9 @@ moves one fails there first). What the package relies on, by use:
 - The step worker's private instance: the in-memory storages, artifact storage, run
   coordinator and launcher it is built from, ``InstanceType``.
 - Event and storage records the executor reads and writes (engine event data, asset records,
-  event-log cursors, compute-log IO types), ``copy`` for ``@record`` classes, and the tag names
-  and thresholds of Dagster's data-version (provenance) code.
+  event-log cursors, compute-log IO types), and the tag names and thresholds of Dagster's
+  data-version (provenance) code. Changing a field of any of them goes through ``changed``
+  below, which knows how each kind is copied.
 - Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
 - ``StepDelegatingExecutor._pop_events``, overridden by ``PollingStepDelegatingExecutor``
   below so that the Slurm executor relays journals just before Dagster reads new events.
@@ -25,6 +26,7 @@ moves one fails there first). What the package relies on, by use:
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from dagster import DagsterEvent, DagsterInstance, ExecutorDefinition, multi_or_in_process_executor
 from dagster._cli.api import _execute_run_command_body as execute_run_command_body
@@ -64,7 +66,7 @@ from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage
 from dagster._core.storage.runs.base import RunStorage
 from dagster._grpc.types import ExecuteStepArgs
-from dagster._record import copy
+from dagster._record import copy, is_record
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster._utils import interrupts, send_interrupt
 from dagster._utils.interrupts import capture_interrupts
@@ -82,6 +84,23 @@ class PollingStepDelegatingExecutor(StepDelegatingExecutor):
     def _pop_events(self, instance: DagsterInstance, run_id: str, seen_storage_ids: set[int]) -> Sequence[DagsterEvent]:
         self.before_reading_events()
         return super()._pop_events(instance, run_id, seen_storage_ids)
+
+
+T = TypeVar("T")
+
+
+def changed(value: T, **fields: Any) -> T:
+    """``value`` with ``fields`` changed.
+
+    Dagster's events and records come in two kinds: NamedTuples (``EventLogEntry``,
+    ``DagsterEvent``, ``AssetMaterialization``, ``KnownExecutionState``), copied with
+    ``_replace``, and ``@record`` classes (``DagsterRun``, ``ExecuteStepArgs``,
+    ``AssetCheckEvaluation``, ``AssetRecord``), copied through their constructor by
+    ``dagster._record.copy`` so that their checks run.
+    """
+    if is_record(value):
+        return copy(value, **fields)
+    return value._replace(**fields)  # type: ignore[attr-defined]
 
 
 def replace_default_executor(executor_def: ExecutorDefinition) -> None:
@@ -145,7 +164,7 @@ __all__ = [
     "SyncInMemoryRunLauncher",
     "WorkerStatus",
     "capture_interrupts",
-    "copy",
+    "changed",
     "execute_run_command_body",
     "execute_step_command_body",
     "get_retries_config",

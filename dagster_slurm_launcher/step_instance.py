@@ -42,7 +42,7 @@ from dagster_slurm_launcher.dagster_internals import (
     NoOpComputeLogManager,
     RunStorage,
     SyncInMemoryRunLauncher,
-    copy,
+    changed,
 )
 from dagster_slurm_launcher.journal import JournalWriter, step_storage_id
 from dagster_slurm_launcher.unavailable import UnavailableOnComputeNode, beyond_the_latest, refusal
@@ -182,12 +182,12 @@ class JournalingEventLogStorage(InMemoryEventLogStorage):
                 record = shipped or mine
             elif mine.asset_entry.last_materialization_record is not None:
                 # The step materialized it: its own materialization is the latest.
-                entry = copy(
+                entry = changed(
                     shipped.asset_entry,
                     last_materialization_record=mine.asset_entry.last_materialization_record,
                     last_run_id=mine.asset_entry.last_run_id,
                 )
-                record = copy(shipped, asset_entry=entry)
+                record = changed(shipped, asset_entry=entry)
             else:
                 record = shipped
             if record is not None:
@@ -299,7 +299,7 @@ class StepRunStorage(InMemoryRunStorage):
         super().__init__()
         plan_snapshot_id = super().add_execution_plan_snapshot(plan_snapshot) if plan_snapshot else None
         # The job snapshot lives in the real instance only; executing a step does not need it.
-        self.run = run._replace(job_snapshot_id=None, execution_plan_snapshot_id=plan_snapshot_id)
+        self.run = changed(run, job_snapshot_id=None, execution_plan_snapshot_id=plan_snapshot_id)
         super().add_run(self.run)
 
     def _answer(self, method: str, filters: RunsFilter | None) -> None:

@@ -18,7 +18,7 @@ from dagster_slurm_launcher.dagster_internals import (
     KnownExecutionState,
     PastExecutionState,
     StepOutputHandle,
-    copy,
+    changed,
 )
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids
 from dagster_slurm_launcher.executor.relay import TrackedStep
@@ -56,10 +56,11 @@ def point_inputs_at_their_runs(
     if adopted_here:
         # Not "executed in this run", or Dagster would look for their outputs under this run's id.
         skip = {s.step_key for s in adopted_here}
-        run = copy(run, step_keys_to_execute=[k for k in run.step_keys_to_execute or plan_step_keys if k not in skip])
+        to_execute = [k for k in run.step_keys_to_execute or plan_step_keys if k not in skip]
+        run = changed(run, step_keys_to_execute=to_execute)
     if chain is known.parent_state:  # _rebase returns the chain itself when nothing moved
         return run, args
-    return run, copy(args, known_state=known._replace(parent_state=chain))
+    return run, changed(args, known_state=changed(known, parent_state=chain))
 
 
 def _rebase(state: PastExecutionState | None, earlier: Adoptions) -> PastExecutionState | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, MetadataValue
 
-from dagster_slurm_launcher.dagster_internals import ComputeIOType, EngineEventData, StepOutputHandle
+from dagster_slurm_launcher.dagster_internals import ComputeIOType, EngineEventData, StepOutputHandle, changed
 from dagster_slurm_launcher.executor.step_ids import StepIds
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
@@ -211,7 +211,7 @@ class Relay:
                 continue
             if entry.run_id != self._run.run_id:
                 # A job adopted from an earlier run of the lineage: its events belong to this run now.
-                entry = entry._replace(run_id=self._run.run_id)
+                entry = changed(entry, run_id=self._run.run_id)
             entry = step.ids.rewrite(self._instance, entry)
             step.ids.remember(record.seq, entry)
             if (entry.timestamp, entry.user_message) not in step.already_stored:

@@ -24,7 +24,7 @@ from dagster_slurm_launcher.dagster_internals import (
     PlanOrchestrationContext,
     StepHandler,
     StepHandlerContext,
-    copy,
+    changed,
 )
 from dagster_slurm_launcher.executor.adoption import Adoption, created
 from dagster_slurm_launcher.executor.config import NO_EXPORT, SbatchOptions
@@ -326,7 +326,7 @@ def _payload(
     run = step_handler_context.dagster_run
     instance = step_handler_context.instance
     # The instance ref can hold database credentials; the worker never uses it.
-    args = copy(step_handler_context.execute_step_args, instance_ref=None)
+    args = changed(step_handler_context.execute_step_args, instance_ref=None)
     run, args = point_inputs_at_their_runs(run, args, tracked, earlier, plan_step_keys)
     plan_snapshot = None
     if run.has_repository_load_data and run.execution_plan_snapshot_id:

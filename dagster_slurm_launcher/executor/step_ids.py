@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, EventLogEntry
 
-from dagster_slurm_launcher.dagster_internals import INPUT_EVENT_POINTER_TAG_PREFIX, copy
+from dagster_slurm_launcher.dagster_internals import INPUT_EVENT_POINTER_TAG_PREFIX, changed
 from dagster_slurm_launcher.journal import seq_of_step_storage_id
 from dagster_slurm_launcher.logs import get_logger
 
@@ -57,8 +57,8 @@ class StepIds:
             asset_event = getattr(data, field)
             tags = self._rewrite_pointers(instance, entry, asset_event.tags)
             if tags is not None:
-                data = data._replace(**{field: asset_event._replace(tags=tags)})
-                return entry._replace(dagster_event=event._replace(event_specific_data=data))
+                data = changed(data, **{field: changed(asset_event, tags=tags)})
+                return changed(entry, dagster_event=changed(event, event_specific_data=data))
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             target = evaluation.target_materialization_data
@@ -66,9 +66,9 @@ class StepIds:
             if seq is not None:
                 storage_id = self._instance_id(instance, entry.run_id, seq)
                 # A target that cannot be found is left out rather than pointing nowhere.
-                target = copy(target, storage_id=storage_id, run_id=entry.run_id) if storage_id is not None else None
-                evaluation = copy(evaluation, target_materialization_data=target)
-                return entry._replace(dagster_event=event._replace(event_specific_data=evaluation))
+                target = changed(target, storage_id=storage_id, run_id=entry.run_id) if storage_id is not None else None
+                evaluation = changed(evaluation, target_materialization_data=target)
+                return changed(entry, dagster_event=changed(event, event_specific_data=evaluation))
         return entry
 
     def _rewrite_pointers(
