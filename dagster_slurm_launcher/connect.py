@@ -1,5 +1,6 @@
 """From executor or launcher config (and ``DAGSTER_SLURM_*`` settings) to a Slurm client."""
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,15 @@ class Cluster:
     client: SlurmClient
     settings: SlurmSettings
     remote_base_dir: str
+
+    @property
+    def key(self) -> str:
+        """The cluster and user, as the settings name them: processes of this host with the same
+        key watch the same user's jobs (and share their status queries)."""
+        s = self.settings
+        if s.transport == "local":
+            return f"local uid={os.getuid()}"
+        return f"ssh {s.user or ''}@{s.host}:{s.port or ''} via {s.jump_host or ''}"
 
 
 def settings_from(config: Mapping[str, Any]) -> SlurmSettings:

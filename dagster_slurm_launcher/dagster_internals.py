@@ -18,17 +18,20 @@ moves one fails there first). What the package relies on, by use:
   data-version (provenance) code. Changing a field of any of them goes through ``changed``
   below, which knows how each kind is copied.
 - Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
+- The run's loggers (its ``@logger``s, or the default console logger) inside a
+  ``DagsterLogManager``: ``run_loggers`` below.
 - ``StepDelegatingExecutor._pop_events``, overridden by ``PollingStepDelegatingExecutor``
   below so that the Slurm executor relays journals just before Dagster reads new events.
 - Two module-level swaps, done by the functions below: the default executor of jobs that name
   none, and the SIGTERM re-mapping of Dagster's interrupt handling.
 """
 
+import logging
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from dagster import DagsterEvent, DagsterInstance, ExecutorDefinition, multi_or_in_process_executor
+from dagster import DagsterEvent, DagsterInstance, DagsterLogManager, ExecutorDefinition, multi_or_in_process_executor
 from dagster._cli.api import _execute_run_command_body as execute_run_command_body
 from dagster._cli.api import _execute_step_command_body as execute_step_command_body
 from dagster._cli.api import _resume_run_command_body as resume_run_command_body
@@ -103,6 +106,13 @@ def changed(value: T, **fields: Any) -> T:
     return value._replace(**fields)  # type: ignore[attr-defined]
 
 
+def run_loggers(log: DagsterLogManager) -> Sequence[logging.Logger]:
+    """The loggers a run's log manager passes each record to (the run's ``@logger``s, or the
+    console logger), without its handlers (the instance's, which stores events):
+    ``DagsterLogHandler._loggers`` of dagster/_core/log_manager.py."""
+    return list(log._dagster_handler._loggers)
+
+
 def replace_default_executor(executor_def: ExecutorDefinition) -> None:
     """Give jobs that name no executor ``executor_def``, in this process only.
 
@@ -170,6 +180,7 @@ __all__ = [
     "get_retries_config",
     "replace_default_executor",
     "resume_run_command_body",
+    "run_loggers",
     "send_interrupt",
     "stop_sigterm_remapping",
 ]

@@ -2,8 +2,10 @@
 
 The step worker appends one line per event, ``<seq> <serialized EventLogEntry>``, flushed and
 fsynced before the step goes on, so an event the worker wrote survives the worker. The last
-line a worker writes, whether the step finished or Slurm stopped it, is ``END``: a reader that
-has seen it has everything, however late a caching shared filesystem showed it.
+line a worker writes, whether the step finished or Slurm stopped it, is ``END <stdout bytes>
+<stderr bytes>``: a reader that has seen it has every record, however late a caching shared
+filesystem showed it, and knows how much of the job's output files to wait for (their sizes
+are ``-`` when the worker's output is not a file).
 
 Serialized entries are ASCII JSON (Dagster's serdes), so a record never contains a newline.
 Only complete lines count. NUL bytes are data that NFS has not shown yet: reading stops there
@@ -69,9 +71,11 @@ class JournalWriter:
         self._write(f"{self._seq} {serialize_value(entry)}\n".encode("ascii"))
         return self._seq
 
-    def end(self) -> None:
-        """Say that this worker writes nothing more (after an interrupted line, on a line of its own)."""
-        self._write((b"" if self._at_line_start else b"\n") + END + b"\n")
+    def end(self, output_sizes: tuple[int, int] | None = None) -> None:
+        """Say that this worker writes nothing more, and how long its stdout and stderr files
+        are (after an interrupted line, on a line of its own)."""
+        sizes = b" %d %d" % output_sizes if output_sizes else b" - -"
+        self._write((b"" if self._at_line_start else b"\n") + END + sizes + b"\n")
 
     def _write(self, line: bytes) -> None:
         self._at_line_start = False
@@ -109,6 +113,8 @@ class ParsedJournal:
     """Bytes of the chunk that need not be read again (complete lines, and bad ones skipped)."""
     ended: bool
     """The last line read is the worker's ``END`` (a requeued job's worker writes after it)."""
+    output_sizes: tuple[int, int] | None
+    """The sizes of the job's stdout and stderr files that the last ``END`` read gave."""
     skipped: int
     """Lines that could not be read and were passed over."""
 
@@ -122,6 +128,7 @@ def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
     records: list[JournalRecord] = []
     consumed = skipped = 0
     ended = False
+    output_sizes: tuple[int, int] | None = None
     bad = 0  # damaged lines since the last good one
     pos = 0
     for line in _complete_lines(chunk):
@@ -129,8 +136,8 @@ def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
             break
         pos += len(line)
         body = line[:-1]
-        if body == END:
-            ended = True
+        if body == END or body.startswith(END + b" "):
+            ended, output_sizes = True, _sizes(body)
         elif (record := _parse_line(body)) is not None:
             records.append(record)
             ended = False
@@ -140,7 +147,14 @@ def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
         skipped, bad, consumed = skipped + bad, 0, pos
     if final and bad:
         skipped, consumed = skipped + bad, pos
-    return ParsedJournal(records, consumed, ended, skipped)
+    return ParsedJournal(records, consumed, ended, output_sizes, skipped)
+
+
+def _sizes(end_line: bytes) -> tuple[int, int] | None:
+    fields = end_line.split()[1:]
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return None
+    return int(fields[0]), int(fields[1])
 
 
 def _complete_lines(chunk: bytes) -> Iterable[bytes]:

@@ -10,10 +10,14 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, MetadataValue
 
 from dagster_slurm_launcher.dagster_internals import EngineEventData
 
-SLURM_JOB_ID = "slurm_job_id"
+SLURM_JOB_ID = "Slurm job ID"
 """Metadata key of a submission (STEP_WORKER_STARTING) and an adoption (engine event): the job."""
-SUBMITTED_BY_RUN = "submitted_by_run"
+SUBMITTED_BY_RUN = "Submitted by run"
 """Metadata key of the engine event that records an adoption: the run whose job was adopted."""
+SLURM_JOB_IDS = "Slurm job IDs"
+"""Metadata key of the engine events that list a run's jobs (cancelled, or left running)."""
+# What release 0.1 named these keys: a run it started may be resumed or retried by this one.
+_EARLIER_NAMES = {SLURM_JOB_ID: "slurm_job_id", SUBMITTED_BY_RUN: "submitted_by_run"}
 
 
 def metadata_values(
@@ -24,7 +28,8 @@ def metadata_values(
         for record in instance.get_records_for_run(run_id, of_type=event_type).records:
             entry = record.event_log_entry
             data = entry.dagster_event.event_specific_data if entry.dagster_event else None
-            value = (getattr(data, "metadata", None) or {}).get(key)
+            metadata = getattr(data, "metadata", None) or {}
+            value = metadata.get(key) or metadata.get(_EARLIER_NAMES.get(key, key))
             if value is not None:
                 yield entry.step_key, str(value.value)
 
@@ -36,6 +41,6 @@ def report_cancelled(
     instance.report_engine_event(
         f"Cancelled Slurm jobs {', '.join(job_ids)}",
         run,
-        EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(job_ids))}),
+        EngineEventData(metadata={SLURM_JOB_IDS: MetadataValue.text(" ".join(job_ids))}),
         cls=cls,
     )

@@ -36,7 +36,7 @@ class SlurmSettings(BaseSettings):
     jump_host: str | None = Field(None, description="Bastion to reach the login node through (user@host:port).")
     ssh_control_dir: Path = Field(
         Path("~/.ssh/dagster-slurm"),
-        description="Where processes on this host coordinate their SSH logins (lock files).",
+        description="Where processes on this host coordinate: SSH logins, and shared Slurm status queries.",
     )
     remote_base_dir: str = Field(
         "dagster-slurm",

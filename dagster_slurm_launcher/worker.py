@@ -6,8 +6,10 @@ step through Dagster's own step entry point against a private instance (:mod:`.s
 and writes every event that instance stores to the journal ``STEP_FOLDER/events.jsonl``.
 """
 
+import contextlib
 import os
 import signal
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -22,8 +24,25 @@ _journal: JournalWriter | None = None
 
 def _exit_without_outcome(signum: int, _frame: object) -> None:
     if _journal is not None:
-        _journal.end()
+        _journal.end(output_sizes())
     os._exit(128 + signum)
+
+
+def output_sizes() -> tuple[int, int] | None:
+    """The sizes of the job's stdout and stderr files, everything printed flushed: the relay
+    reads them until it has this much (a caching filesystem may show less at first)."""
+    sizes = []
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        with contextlib.suppress(Exception):  # a closed or broken stream has nothing to flush
+            stream.flush()
+        try:
+            status = os.fstat(fd)
+        except OSError:
+            return None
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        sizes.append(status.st_size)
+    return sizes[0], sizes[1]
 
 
 def leave_sigterm_to_slurm() -> None:
@@ -65,7 +84,7 @@ def run_step(step_folder: str) -> None:
                 pass
     finally:
         _journal = None
-        journal.end()
+        journal.end(output_sizes())
         journal.close()
 
 

@@ -3,6 +3,8 @@ with the Dagster instance in a directory that user cannot read (so events can on
 through the journal)."""
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.job_execution_result import JobExecutionResult
 
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID
 from tests import lab
 
 pytestmark = pytest.mark.lab
@@ -50,18 +53,27 @@ def test_the_ui_shows_each_steps_slurm_job_and_its_accounting(code_dir: Path, in
     result = run(code_dir, "assets_graph.py", "all_assets", instance)
     starting = events_of(instance, result.run_id, DagsterEventType.STEP_WORKER_STARTING)
     assert {e.step_key for e in starting} == {"source", "left", "middle", "right", "joined", "report"}
-    job_ids = {e.dagster_event.event_specific_data.metadata["slurm_job_id"].value for e in starting}
+    job_ids = {e.dagster_event.event_specific_data.metadata[SLURM_JOB_ID].value for e in starting}
     assert job_ids == {j["job_id"] for j in lab.settled_jobs_of_run(result.run_id, 6)}
     engine = [
         e.dagster_event
         for e in events_of(instance, result.run_id, DagsterEventType.ENGINE_EVENT)
         if e.step_key == "report"
     ]
-    ended = [e for e in engine if "ended COMPLETED" in e.message]
+    ended = [e for e in engine if "ended normally" in e.message]
     assert len(ended) == 1
     metadata = ended[0].event_specific_data.metadata
-    assert {"slurm_state", "exit_code", "elapsed_seconds", "node_list"} <= set(metadata)
+    assert {SLURM_JOB_ID, "Slurm state", "Exit code", "Elapsed", "Node"} <= set(metadata)
+    assert metadata["Slurm state"].value == "COMPLETED" and metadata["Exit code"].value == "0:0"
+    # A one-second job's CPU efficiency is rounding noise (sacct's Elapsed is whole seconds).
+    assert "CPU efficiency" not in metadata
     assert any("is RUNNING on" in e.message or "is PENDING" in e.message for e in engine)
+    # What sbatch was asked for, after the step's tags, is in the submission's message.
+    (submitted,) = [e for e in starting if e.step_key == "report"]
+    assert (
+        "--export=NONE" in submitted.message
+        and submitted.dagster_event.event_specific_data.metadata["sbatch options"].value in submitted.message
+    )
 
 
 def test_a_steps_stdout_and_stderr_are_in_its_captured_logs(code_dir: Path, instance: DagsterInstance) -> None:
@@ -95,6 +107,9 @@ def test_a_failing_op_shows_the_users_exception(code_dir: Path, instance: Dagste
     message = error.cause.message if error.cause else error.message
     assert "the user's own error message" in message
     assert "ops.py" in "".join((error.cause or error).stack)
+    # The job that ran the failed step ended normally: said so, not as a bare "COMPLETED".
+    engine = [e.dagster_event.message for e in events_of(instance, result.run_id, DagsterEventType.ENGINE_EVENT)]
+    assert any("ended normally; the step failed in the op's code" in m for m in engine), engine
 
 
 def test_a_retry_policy_retries_the_op_as_a_new_slurm_job(code_dir: Path, instance: DagsterInstance) -> None:
@@ -140,6 +155,8 @@ def test_op_tags_reach_sbatch(code_dir: Path, instance: DagsterInstance) -> None
     (job,) = lab.settled_jobs_of_run(result.run_id, 1)
     assert (job["cpus"], job["req_mem"], job["time_limit"], job["partition"]) == ("2", "700M", "00:07:00", "batch")
     assert "SLURM_CPUS_PER_TASK=2" in messages(instance, result.run_id)
+    # The UI shows what the step was given, in the submission's message.
+    assert any("--cpus-per-task=2 --mem=700M" in m for m in messages(instance, result.run_id))
 
 
 def test_a_missing_python_on_the_cluster_fails_with_its_stderr(
@@ -282,3 +299,22 @@ def test_terminating_a_running_run_cancels_its_slurm_jobs(code_dir: Path, instan
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
     (job,) = lab.settled_jobs_of_run(run.run_id, 1)
     assert job["state"].startswith("CANCELLED")
+
+
+def test_a_run_from_the_command_line_prints_its_steps_events_and_logs_and_stores_them_once(
+    code_dir: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "cli_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "job", "execute", "-f", "assets_graph.py", "-j", "all_assets"]
+    done = subprocess.run(command, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, timeout=600)
+    printed = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, printed[-3000:]
+    # The terminal shows what the compute nodes logged, as under the multiprocess executor.
+    assert "report - total is 9 — ünïcødé" in printed
+    assert printed.count('STEP_SUCCESS - Finished execution of step "report"') == 1
+    with DagsterInstance.from_config(str(home)) as instance:
+        (cli_run,) = instance.get_runs()
+        assert messages(instance, cli_run.run_id).count("total is 9 — ünïcødé") == 1

@@ -140,3 +140,17 @@ def test_a_read_of_thousands_of_files_fits_one_command(tmp_path: Path) -> None:
         slices.append(FileSlice(str(path)))
     reads = read_files(LocalTransport(), slices)
     assert [r.data for r in reads] == [f"journal {i}\n".encode() for i in range(2000)]
+
+
+def test_the_end_line_says_how_long_the_jobs_output_files_are(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = JournalWriter(str(path))
+    writer.append(entry("one"))
+    writer.end((1234, 56))
+    writer.close()
+    parsed = parse_records(path.read_bytes())
+    assert parsed.ended and parsed.output_sizes == (1234, 56)
+    # A worker whose output is not a file cannot say.
+    write(path, "two", end=True)
+    parsed = parse_records(path.read_bytes())
+    assert parsed.ended and parsed.output_sizes is None and len(parsed.records) == 2

@@ -15,6 +15,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.execution.job_execution_result import JobExecutionResult
 
 from dagster_slurm_launcher.executor.relay import Relay, Timing, TrackedStep
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID
 from dagster_slurm_launcher.slurm import SlurmClient
 from dagster_slurm_launcher.transport import Transport
 from tests import lab
@@ -93,7 +94,7 @@ def step_job_id(instance: DagsterInstance, step_key: str) -> str | None:
     for run in instance.get_runs():
         for record in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_WORKER_STARTING).records:
             if record.event_log_entry.step_key == step_key:
-                return record.event_log_entry.dagster_event.event_specific_data.metadata["slurm_job_id"].value
+                return record.event_log_entry.dagster_event.event_specific_data.metadata[SLURM_JOB_ID].value
     return None
 
 
@@ -217,7 +218,9 @@ def test_a_step_given_up_on_is_cancelled_and_relays_nothing_more(
     client = SlurmClient(transport, retry_timeout=60)
     job = client.submit("#!/bin/bash\nsleep 120\n", "lost-step", {"output": f"{remote_dir}/out", "chdir": remote_dir})
     dagster_run = instance.add_run(DagsterRun(job_name="j", run_id=make_new_run_id()))
-    relay = Relay(client, instance, dagster_run, Timing(poll_interval=1.0, journal_grace=5, read_failure_timeout=60))
+    relay = Relay(
+        client, client, instance, dagster_run, Timing(poll_interval=1.0, journal_grace=5, read_failure_timeout=60)
+    )
     step = TrackedStep(step_key="s", job=job, folder=remote_dir)
     relay.track(step)
     relay.give_up(step)

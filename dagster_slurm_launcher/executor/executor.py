@@ -12,7 +12,7 @@ from dagster import (
     multiple_process_executor_requirements,
 )
 
-from dagster_slurm_launcher.connect import connect, settings_from
+from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.dagster_internals import (
     ExecutionPlan,
     PlanOrchestrationContext,
@@ -31,6 +31,7 @@ from dagster_slurm_launcher.executor.relay import Timing
 from dagster_slurm_launcher.executor.step_handler import SlurmStepHandler
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.slurm import SlurmError
+from dagster_slurm_launcher.slurm.shared_status import SharedStatus
 from dagster_slurm_launcher.transport import TransportError
 
 log = get_logger(__name__)
@@ -80,6 +81,13 @@ class SlurmExecutor(PollingStepDelegatingExecutor):
         self._step_handler.relay.poll_if_due()
 
 
+def shared_status(cluster: Cluster) -> SharedStatus:
+    """The status snapshot this host's run workers share for ``cluster``."""
+    # Younger than the interval: a worker's own last query must be stale by its next poll.
+    max_age = 0.8 * cluster.settings.poll_interval
+    return SharedStatus(cluster.client, cluster.settings.ssh_control_dir, cluster.key, max_age=max_age)
+
+
 @executor(name="slurm", config_schema=CONFIG_SCHEMA, requirements=multiple_process_executor_requirements())
 def slurm_executor(init_context: InitExecutorContext) -> Executor:
     """Run each step of a job as its own Slurm job, submitted over SSH or on the login node.
@@ -109,6 +117,7 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
         python=settings.python,
         setup=config["setup"],
         env=step_environment(config["env_vars"]),
+        status=shared_status(cluster),
         timing=Timing(settings.poll_interval, settings.journal_grace, read_failure_timeout=settings.reconnect_timeout),
     )
     return SlurmExecutor(
@@ -116,6 +125,6 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
         debug_mode=config["debug_mode"],
         retries=RetryMode.from_config(config["retries"]),
         max_concurrent=config.get("max_concurrent"),
-        sleep_seconds=min(1.0, settings.poll_interval),
+        sleep_seconds=min(0.5, settings.poll_interval),
         check_step_health_interval_seconds=max(1, int(settings.poll_interval)),
     )

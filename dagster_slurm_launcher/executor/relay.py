@@ -1,34 +1,46 @@
 """The relay: brings each step's Slurm state and journal into the Dagster instance.
 
 Every poll costs one Slurm status query for all steps (squeue, plus sacct for finished jobs)
-and then one command that reads the new bytes of every journal. A job that has ended writes
-nothing more, but a shared filesystem that caches (NFS) may show its last lines seconds later:
-after a job ends, its journal is read until it shows the worker's ``END`` line, for at most
-the journal grace period. Only then is the step *drained* and a missing outcome a failure.
+and then one command that reads the new bytes of every journal. Between polls, while steps run,
+the journals alone are read more often (they cost the controller nothing): a step's success is
+relayed, and its downstream steps submitted, within about a second of the step writing it, not
+at the next poll. Once the journals have shown nothing new for a while (a long step that logs
+little), they are read once per poll again, so a quiet run costs the login node one command per
+poll.
+
+A job that has ended writes nothing more, but a shared filesystem that caches (NFS) may show
+its last lines seconds later, and slurmdbd its record: after a job ends, its journal is read
+until it shows the worker's ``END`` line, and its state asked until accounting has it, for at
+most the journal grace period. Only then is the step *drained* (its accounting reported) and a
+missing outcome a failure.
 """
 
 import time
 from dataclasses import dataclass, field
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, MetadataValue
+from dagster import DagsterEventType, DagsterInstance, DagsterLogManager, DagsterRun, EventLogEntry
 
 from dagster_slurm_launcher.dagster_internals import ComputeIOType, EngineEventData, StepOutputHandle, changed
+from dagster_slurm_launcher.executor import job_report
 from dagster_slurm_launcher.executor.step_ids import StepIds
+from dagster_slurm_launcher.executor.step_logs import Stream, append_logs, log_slices, relayed_all
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import run_id_of_step_folder
-from dagster_slurm_launcher.run_events import SLURM_JOB_ID
 from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
 from dagster_slurm_launcher.slurm.client import OptionValue
+from dagster_slurm_launcher.slurm.shared_status import StatusSource
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
 log = get_logger(__name__)
 
-# The UI shows at most this much of a step's stdout and of its stderr (the end of each).
-MAX_LOG_BYTES = 10 * 2**20
 # A job that neither squeue nor sacct knows for this long is taken as lost.
 UNKNOWN_GRACE_SECONDS = 120.0
+# Seconds between journal reads while the journals show news, or a step was just submitted.
+JOURNAL_INTERVAL = 1.0
+# Seconds without news after which journals are read once per poll only.
+QUIET_AFTER = 15.0
 
 
 @dataclass
@@ -46,9 +58,13 @@ class TrackedStep:
     info: JobInfo | None = None
     drained: bool = False
     reported_state: str | None = None
-    """The job's state as the step's last engine event about it reported it."""
+    """The message of the step's last engine event about its job's state."""
     log_file_key: str | None = None
     """The file key of the step's captured logs (from the worker's LOGS_CAPTURED event)."""
+    logs: dict[ComputeIOType, Stream] = field(default_factory=dict)
+    """How far the job's stdout and stderr were relayed to the step's captured logs."""
+    output_sizes: tuple[int, int] | None = None
+    """How long the job's stdout and stderr files are, as the worker's ``END`` line says."""
     already_stored: frozenset[tuple[float, str]] = frozenset()
     """(timestamp, message) of the step's events already in the instance, for a job adopted
     from a run worker that died: what it relayed before dying is not relayed again."""
@@ -85,34 +101,64 @@ class Timing:
 
 
 class Relay:
-    """Tracks a run's steps in Slurm and relays their journals into ``instance`` exactly once."""
+    """Tracks a run's steps in Slurm and relays their journals into ``instance`` exactly once.
 
-    def __init__(self, client: SlurmClient, instance: DagsterInstance, run: DagsterRun, timing: Timing) -> None:
+    ``status`` answers the jobs' states (the client itself, or a snapshot shared by the run
+    workers of this host); ``client`` reads the journals and cancels. Each relayed event is
+    stored in ``instance`` and, if ``echo`` is given, also logged to it: the run's loggers (a
+    terminal's console) show the steps' events as they would under the multiprocess executor,
+    whose step processes log to them directly.
+    """
+
+    def __init__(
+        self,
+        client: SlurmClient,
+        status: StatusSource,
+        instance: DagsterInstance,
+        run: DagsterRun,
+        timing: Timing,
+        echo: DagsterLogManager | None = None,
+    ) -> None:
         self._client = client
+        self._status = status
         self._instance = instance
+        self._echo = echo
         self._run = run
         self.timing = timing
         self._failing_since: float | None = None
         self._last_poll = 0.0
+        self._last_read = 0.0
+        self._last_news = 0.0
         self.steps: dict[str, TrackedStep] = {}
 
     def track(self, step: TrackedStep) -> None:
         self.steps[step.step_key] = step  # a retry of a step replaces its earlier submission
+        self._last_news = time.monotonic()
 
     def drain(self, timeout: float) -> None:
         """Keep polling until every step's job has ended and its journal was read to the end.
 
         A run ends when its last outcome is relayed; the job that reported it is usually still
-        exiting. Draining reports its accounting and relays any last events.
+        exiting. Draining reports its accounting and relays any last events. The run waits on
+        this, so it asks Slurm itself, not the shared snapshot, soon and then less often.
         """
         deadline = time.monotonic() + timeout
+        wait = JOURNAL_INTERVAL / 2
         while any(not s.drained for s in self.steps.values()) and time.monotonic() < deadline:
-            time.sleep(max(0.0, self.timing.poll_interval - (time.monotonic() - self._last_poll)))
-            self.poll()
+            time.sleep(wait)
+            self.poll(status=self._client)
+            wait = min(2 * wait, self.timing.poll_interval)
 
     def poll_if_due(self) -> None:
-        if time.monotonic() - self._last_poll >= self.timing.poll_interval:
+        """Poll if the poll interval has passed; else read the journals if due."""
+        now = time.monotonic()
+        if now - self._last_poll >= self.timing.poll_interval:
             self.poll()
+        elif now - self._last_news < QUIET_AFTER and now - self._last_read >= JOURNAL_INTERVAL:
+            # Pending jobs too: a short step may start and finish between two polls.
+            active = [s for s in self.steps.values() if not s.drained]
+            if active:
+                self._read_journals(active, past_grace=set())
 
     def give_up(self, step: TrackedStep) -> None:
         """Stop relaying ``step``: cancel its job (it may still run) and ignore anything it writes."""
@@ -122,14 +168,17 @@ class Relay:
         except (SlurmError, TransportError) as exc:
             log.warning("could not cancel a lost step's job", job_id=step.job.job_id, error=str(exc))
 
-    def poll(self) -> None:
+    def poll(self, status: StatusSource | None = None) -> None:
+        """Update every step's Slurm state (from ``status``, by default the relay's) and relay
+        what their journals hold."""
         self._last_poll = time.monotonic()
         active = [s for s in self.steps.values() if not s.drained]
         if not active:
             return
-        waiting = [s for s in active if not (s.info and s.info.is_terminal)]
+        # A job squeue shows ended is asked about again until accounting has its record.
+        waiting = [s for s in active if not (s.info and s.info.is_terminal and s.info.source != "squeue")]
         if waiting:
-            states = self._client.poll([s.job for s in waiting])
+            states = (status or self._status).poll([s.job for s in waiting])
             for step in waiting:
                 self._update_state(step, states[step.job.job_id])
         now = time.monotonic()
@@ -140,11 +189,15 @@ class Relay:
         ended_before_read = [s for s in active if s.ended_at is not None]
         if not self._read_journals(active, past_grace):
             return  # nothing is drained until its journal was read after its job ended
-        drained = [s for s in ended_before_read if s.journal_ended or s.step_key in past_grace]
+        drained = [
+            s
+            for s in ended_before_read
+            if (s.journal_ended and s.info is not None and s.info.source != "squeue" and relayed_all(s))
+            or s.step_key in past_grace
+        ]
         for step in drained:
             step.drained = True
             self._report_accounting(step)
-        self._copy_logs(drained)
 
     def _update_state(self, step: TrackedStep, info: JobInfo) -> None:
         step.info = info
@@ -153,18 +206,13 @@ class Relay:
             return
         step.unknown_since = None
         if info.is_terminal:
-            step.ended_at = time.monotonic()
-        if info.state == JobState.PENDING:
-            summary = f"PENDING ({info.reason})" if info.reason else "PENDING"
-        elif info.state == JobState.RUNNING:
-            summary = f"RUNNING on {info.node_list}"
-        else:
-            summary = info.state.value
-        if summary != step.reported_state and not info.is_terminal:
-            step.reported_state = summary
-            self._engine_event(
-                step, f"Slurm job {step.job.job_id} is {summary}", {"slurm_state": MetadataValue.text(summary)}
-            )
+            step.ended_at = step.ended_at or time.monotonic()
+            return
+        step.ended_at = None  # running again (requeued)
+        message, metadata = job_report.waiting_or_running(step.job.job_id, info)
+        if message != step.reported_state:
+            step.reported_state = message
+            self._engine_event(step, message, metadata)
 
     def _read_journals(self, steps: list[TrackedStep], past_grace: set[str]) -> bool:
         """Relay every new record of ``steps``' journals; ``False`` if they could not be read.
@@ -172,9 +220,11 @@ class Relay:
         Raises:
             SlurmError: the journals could not be read for the whole read-failure timeout.
         """
-        slices = [FileSlice(s.journal, s.journal_offset) for s in steps]
+        self._last_read = time.monotonic()
+        journals = [FileSlice(s.journal, s.journal_offset) for s in steps]
+        logs = log_slices(steps)
         try:
-            reads = read_files(self._client.transport, slices)
+            reads = read_files(self._client.transport, [*journals, *(piece.file for piece in logs)])
         except TransportError as exc:
             now = time.monotonic()
             self._failing_since = self._failing_since or now
@@ -186,9 +236,12 @@ class Relay:
             log.warning("could not read journals; retrying at the next poll", error=str(exc))
             return False
         self._failing_since = None
-        for step, read in zip(steps, reads, strict=True):
-            if read.data is not None:
+        for step, read in zip(steps, reads[: len(steps)], strict=True):
+            if read.data:
+                self._last_news = time.monotonic()
                 self._relay_records(step, read.data, final=step.step_key in past_grace)
+        if append_logs(self._instance, self._run.run_id, logs, reads[len(steps) :]):
+            self._last_news = time.monotonic()
         return True
 
     def _relay_records(self, step: TrackedStep, data: bytes, final: bool) -> None:
@@ -196,6 +249,7 @@ class Relay:
         step.journal_offset += parsed.consumed
         if parsed.consumed:  # END counts only as the last line: a requeued job writes after it
             step.journal_ended = parsed.ended
+            step.output_sizes = parsed.output_sizes
         if parsed.skipped:
             log.warning(
                 "skipped damaged journal lines", step_key=step.step_key, lines=parsed.skipped, journal=step.journal
@@ -216,6 +270,7 @@ class Relay:
             step.ids.remember(record.seq, entry)
             if (entry.timestamp, entry.user_message) not in step.already_stored:
                 self._instance.handle_new_event(entry)
+                self._echo_event(entry)
             if entry.dagster_event_type in OUTCOMES:
                 step.outcome = entry.dagster_event_type
             elif entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
@@ -223,46 +278,18 @@ class Relay:
             elif entry.dagster_event_type == DagsterEventType.STEP_OUTPUT:
                 step.outputs.add(entry.get_dagster_event().step_output_data.step_output_handle)
 
-    def _copy_logs(self, steps: list[TrackedStep]) -> None:
-        """Put finished jobs' stdout and stderr where the UI reads a step's logs."""
-        steps = [s for s in steps if s.log_file_key]
-        if not steps:
+    def _echo_event(self, entry: EventLogEntry) -> None:
+        if self._echo is None:
             return
-        streams = [(s, io_type) for s in steps for io_type in (ComputeIOType.STDOUT, ComputeIOType.STDERR)]
-        slices = [FileSlice(f"{s.folder}/{io_type.value}", limit=MAX_LOG_BYTES) for s, io_type in streams]
-        try:
-            reads = read_files(self._client.transport, slices)
-        except TransportError as exc:
-            log.warning("could not copy step logs; they stay in the step folders", error=str(exc))
-            return
-        manager = self._instance.compute_log_manager
-        for (step, io_type), read in zip(streams, reads, strict=True):
-            if not read.data:
-                continue
-            log_key = manager.build_log_key_for_run(self._run.run_id, step.log_file_key)  # type: ignore[arg-type]
-            with manager.open_log_stream(log_key, io_type) as stream:
-                if stream is not None:
-                    cut = f"[first {read.start} bytes not shown; see {read.slice.path}]\n" if read.start else ""
-                    # Output is the user's bytes: invalid UTF-8 shows as U+FFFD, never fails the run.
-                    stream.write(cut + read.data.decode("utf-8", "replace"))
+        if entry.dagster_event is not None:
+            self._echo.log_dagster_event(entry.level, entry.user_message, entry.dagster_event)
+        else:
+            self._echo.with_tags(step_key=entry.step_key or "").log(entry.level, entry.user_message)
 
     def _report_accounting(self, step: TrackedStep) -> None:
-        info = step.info
-        assert info is not None
-        metadata = {
-            SLURM_JOB_ID: MetadataValue.text(step.job.job_id),
-            "slurm_state": MetadataValue.text(info.state.value + (f" {info.reason}" if info.reason else "")),
-            "exit_code": MetadataValue.text(":".join(map(str, info.exit_code)) if info.exit_code else "unknown"),
-        }
-        if info.elapsed is not None:
-            metadata["elapsed_seconds"] = MetadataValue.float(info.elapsed.total_seconds())
-        if info.max_rss_bytes is not None:
-            metadata["max_rss_mib"] = MetadataValue.float(round(info.max_rss_bytes / 2**20, 1))
-        if info.node_list:
-            metadata["node_list"] = MetadataValue.text(info.node_list)
-        if info.cpu_efficiency is not None:
-            metadata["cpu_efficiency"] = MetadataValue.float(round(info.cpu_efficiency, 3))
-        self._engine_event(step, f"Slurm job {step.job.job_id} ended {info.state.value}", metadata)
+        assert step.info is not None
+        message, metadata = job_report.ended(step.job.job_id, step.info, step.outcome)
+        self._engine_event(step, message, metadata)
 
     def _engine_event(self, step: TrackedStep, message: str, metadata: dict) -> None:
         self._instance.report_engine_event(

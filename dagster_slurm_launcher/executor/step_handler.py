@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dagster import (
     DagsterEvent,
     DagsterInstance,
+    DagsterLogManager,
     DagsterRun,
     DagsterRunStatus,
     DynamicPartitionsDefinition,
@@ -25,7 +26,9 @@ from dagster_slurm_launcher.dagster_internals import (
     StepHandler,
     StepHandlerContext,
     changed,
+    run_loggers,
 )
+from dagster_slurm_launcher.executor import job_report
 from dagster_slurm_launcher.executor.adoption import Adoption, created
 from dagster_slurm_launcher.executor.config import NO_EXPORT, SbatchOptions
 from dagster_slurm_launcher.executor.failures import explain_missing_outcome
@@ -36,7 +39,7 @@ from dagster_slurm_launcher.executor.script import render_env_file, render_scrip
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.payload import StepPayload
-from dagster_slurm_launcher.run_events import SLURM_JOB_ID, report_cancelled
+from dagster_slurm_launcher.run_events import SLURM_JOB_IDS, report_cancelled
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -46,6 +49,7 @@ from dagster_slurm_launcher.slurm import (
     SubmittedJob,
 )
 from dagster_slurm_launcher.slurm.client import OptionValue
+from dagster_slurm_launcher.slurm.shared_status import StatusSource
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.programs import command
 
@@ -54,7 +58,6 @@ log = get_logger(__name__)
 # Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
 CLAIMS_DIR = "claims"
 # The options that name the step folder's files: the step's event shows the folder instead.
-FOLDER_OPTIONS = frozenset({"output", "error", "chdir"})
 # Submissions of one step that lost a race or their answer, before the step fails.
 _SUBMIT_ATTEMPTS = 3
 
@@ -69,6 +72,7 @@ class SlurmStepHandler(StepHandler):
         python: the Python executable on the compute nodes.
         setup: shell lines run before each step.
         env: environment variables exported to each step.
+        status: answers the jobs' states (shared by the run workers of this host).
         timing: how often the relay polls, and how long it waits for late journal lines.
     """
 
@@ -81,9 +85,11 @@ class SlurmStepHandler(StepHandler):
         python: str,
         setup: Sequence[str],
         env: Mapping[str, str],
+        status: StatusSource,
         timing: Timing,
     ) -> None:
         self._client = client
+        self._status = status
         self._sbatch_options = sbatch_options
         self._remote_base_dir = remote_base_dir
         self._python = python
@@ -104,7 +110,14 @@ class SlurmStepHandler(StepHandler):
 
     def start(self, plan_context: PlanOrchestrationContext) -> None:
         """Begin a run: called by the executor before the first step is launched."""
-        self._relay = Relay(self._client, plan_context.instance, plan_context.dagster_run, self.timing)
+        self._relay = Relay(
+            self._client,
+            self._status,
+            plan_context.instance,
+            plan_context.dagster_run,
+            self.timing,
+            echo=DagsterLogManager.create(loggers=run_loggers(plan_context.log), dagster_run=plan_context.dagster_run),
+        )
         self._job_def = plan_context.reconstructable_job.get_definition()
         self._dynamic_partitions = _dynamic_partitions(self._job_def)
         run = plan_context.dagster_run
@@ -148,16 +161,9 @@ class SlurmStepHandler(StepHandler):
         if job is None:
             return  # another worker's job for this step was adopted
         self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
-        metadata = {
-            SLURM_JOB_ID: MetadataValue.text(job.job_id),
-            "slurm_job_name": MetadataValue.text(job.name),
-            "step_folder": MetadataValue.path(folder),
-            **{f"sbatch_{k}": MetadataValue.text(str(v)) for k, v in options.items() if k not in FOLDER_OPTIONS},
-        }
+        message, metadata = job_report.submission(job, options, folder)
         yield DagsterEvent.step_worker_starting(
-            step_handler_context.get_step_context(step_key),
-            f"Submitted step {step_key} as Slurm job {job.job_id}.",
-            metadata=metadata,
+            step_handler_context.get_step_context(step_key), message, metadata=metadata
         )
 
     def _write_step_folder(
@@ -244,7 +250,7 @@ class SlurmStepHandler(StepHandler):
                 f"The run worker stopped without the run being terminated; Slurm jobs {', '.join(jobs) or '(none)'} "
                 "keep running and a resumed or retried run picks them up.",
                 dagster_run,
-                EngineEventData(metadata={"slurm_job_ids": MetadataValue.text(" ".join(jobs))}),
+                EngineEventData(metadata={SLURM_JOB_IDS: MetadataValue.text(" ".join(jobs))}),
             )
             return
         if jobs:

@@ -7,7 +7,7 @@ query), whatever the number of jobs: a cluster's controller is shared by everyon
 import re
 import shlex
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -215,24 +215,19 @@ class SlurmClient:
         if not jobs:
             return {}
         live = self._squeue(["--jobs=" + ",".join(j.job_id for j in jobs)])
-        found: dict[str, JobInfo] = {}
-        settle: list[SubmittedJob] = []
-        for job in jobs:
-            info = live.get(job.job_id)
-            if info is not None and _is_same_job(info, job.submitted_after) and not info.is_terminal:
-                found[job.job_id] = info
-            else:
-                settle.append(job)
-        if settle:
-            since = min(j.submitted_after for j in settle)
-            finished = self._finished(since, ["--jobs=" + ",".join(j.job_id for j in settle)])
-            for job in settle:
-                candidates = (finished.get(job.job_id), live.get(job.job_id))
-                found[job.job_id] = next(
-                    (c for c in candidates if c is not None and _is_same_job(c, job.submitted_after)),
-                    unknown(job.job_id, job.name),
-                )
-        return found
+        return states_of(jobs, live, self.accounting(gone_from_queue(jobs, live)))
+
+    def queue(self) -> dict[str, JobInfo]:
+        """Every job of this user that the controller holds (pending, running, or just ended),
+        by job id, in one ``squeue``."""
+        return self._squeue([], mine=True)
+
+    def accounting(self, jobs: Sequence[SubmittedJob]) -> dict[str, JobInfo]:
+        """What accounting holds for ``jobs``, by job id, in one ``sacct`` (none for no jobs)."""
+        if not jobs:
+            return {}
+        since = min(j.submitted_after for j in jobs)
+        return self._finished(since, ["--jobs=" + ",".join(j.job_id for j in jobs)])
 
     def find_by_name(self, names: Iterable[str], submitted_after: datetime) -> dict[str, list[JobInfo]]:
         """This user's jobs named any of ``names`` submitted after ``submitted_after``.
@@ -264,7 +259,7 @@ class SlurmClient:
     def queued_with_prefix(self, prefix: str) -> list[JobInfo]:
         """This user's jobs in the controller (pending, running, or just ended) whose name
         starts with ``prefix``, in one ``squeue``."""
-        return [info for info in self._squeue([], mine=True).values() if info.name.startswith(prefix)]
+        return [info for info in self.queue().values() if info.name.startswith(prefix)]
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         """Cancel ``job_ids`` with one ``scancel``; jobs that already ended are not an error."""
@@ -341,6 +336,35 @@ class SlurmClient:
             backoff(attempt, deadline, what, problem)
         except RetryDeadlineExceeded as exc:
             raise SlurmError(f"{exc}; gave up after {self._retry_timeout:.0f}s") from None
+
+
+def gone_from_queue(jobs: Iterable[SubmittedJob], live: Mapping[str, JobInfo]) -> list[SubmittedJob]:
+    """The ``jobs`` that ``live`` (squeue's answer) does not show pending or running: their
+    state, and their accounting, are in sacct."""
+    return [
+        job
+        for job in jobs
+        if (info := live.get(job.job_id)) is None or info.is_terminal or not _is_same_job(info, job.submitted_after)
+    ]
+
+
+def states_of(
+    jobs: Iterable[SubmittedJob], live: Mapping[str, JobInfo], finished: Mapping[str, JobInfo]
+) -> dict[str, JobInfo]:
+    """Each of ``jobs``' state from squeue's answer (``live``) and sacct's (``finished``):
+    sacct's for a job squeue does not show running or pending, ``UNKNOWN`` where neither knows it."""
+    found: dict[str, JobInfo] = {}
+    for job in jobs:
+        info = live.get(job.job_id)
+        if info is not None and _is_same_job(info, job.submitted_after) and not info.is_terminal:
+            found[job.job_id] = info
+            continue
+        candidates = (finished.get(job.job_id), info)
+        found[job.job_id] = next(
+            (c for c in candidates if c is not None and _is_same_job(c, job.submitted_after)),
+            unknown(job.job_id, job.name),
+        )
+    return found
 
 
 def _command(argv: list[str], mine: bool) -> str:

@@ -107,3 +107,29 @@ def reports_secrets(context: OpExecutionContext) -> None:
 @job(executor_def=slurm_executor.configured({"poll_interval": 1.0, "env_vars": ["STEP_SETTING"]}, name="slurm_env"))
 def secrets_job():
     reports_secrets()
+
+
+@op
+def talks_while_it_works(context: OpExecutionContext) -> None:
+    """Prints a line, then works until the test has seen the line in the UI (or 5 minutes)."""
+    print(f"working on it: {TEXT}", flush=True)
+    release = Path(SHARED) / "markers" / f"release-{context.run_id}"
+    deadline = time.monotonic() + 300
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    print("finished working", flush=True)
+
+
+@op
+def floods(context: OpExecutionContext) -> None:
+    """Prints 100 MB as fast as it can, then one last line."""
+    line = b"x" * 1023 + b"\n"
+    for _ in range(100 * 1024):
+        sys.stdout.buffer.write(line)
+    print("flood done", flush=True)
+
+
+@job(executor_def=EXECUTOR)
+def live_logs_job():
+    talks_while_it_works()
+    floods()
