@@ -1,7 +1,7 @@
 """Every name this package takes from Dagster's private modules (``dagster._...``), in one place.
 
 Dagster does not export these, and may move or change them in any release; checked with
-dagster 1.13.29 (``tests/test_dagster_internals.py`` imports this module, so a release that
+dagster 1.13.27 and 1.13.29 (``tests/test_dagster_internals.py`` imports this module, so a release that
 moves one fails there first). What the package relies on, by use:
 
 - Running a run and a step the way ``dagster api execute_run`` / ``resume_run`` /

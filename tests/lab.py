@@ -6,6 +6,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -253,3 +254,26 @@ def signal_worker_while_step_runs(instance, code: Path, job: str, sig: int, step
     finally:
         worker.kill()
     return run.run_id
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the lab's PostgreSQL for one deployment, dropped afterwards."""
+    import psycopg2
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(
+        host=os.environ["DAGSTER_PG_HOST"],
+        user=os.environ["DAGSTER_PG_USER"],
+        password=os.environ["DAGSTER_PG_PASSWORD"],
+        dbname="dagster",
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield name
+    finally:
+        with conn.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()

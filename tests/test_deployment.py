@@ -21,6 +21,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import RunsFilter
 
 from dagster_slurm_launcher.launcher.process import HOST_TAG, LOG_TAG, PID_TAG, WorkerProcess
+from dagster_slurm_launcher.naming import job_name
 from dagster_slurm_launcher.slurm import SlurmError
 from tests import lab
 
@@ -85,10 +86,13 @@ class Deployment:
         return int(self.run(run_id).tags[PID_TAG])
 
 
-def deployment_config(*, monitoring: bool, retries: bool, max_concurrent_runs: int, heartbeat_timeout: float) -> dict:
-    """dagster.yaml.example, with SQLite storage and the lab's settings from the environment."""
+def deployment_config(
+    *, database: str, monitoring: bool, retries: bool, max_concurrent_runs: int, heartbeat_timeout: float
+) -> dict:
+    """dagster.yaml.example as written (PostgreSQL, from DAGSTER_PG_* as a site sets them), in a
+    database of the test's own, with the lab's settings from the environment."""
     config = yaml.safe_load(EXAMPLE.read_text())
-    del config["storage"]
+    config["storage"]["postgres"]["postgres_db"]["db_name"] = database
     config["run_launcher"]["config"]["executor"] = {"poll_interval": 1.0, "time": "00:10:00"}
     config["run_launcher"]["config"]["worker_heartbeat_timeout"] = heartbeat_timeout
     config["run_coordinator"]["config"].update(dequeue_interval_seconds=1, max_concurrent_runs=max_concurrent_runs)
@@ -102,33 +106,65 @@ def deploy(tmp_path: Path, code_dir: Path) -> Iterator:
     deployments: list[Deployment] = []
 
     def make(
-        *, monitoring: bool = True, retries: bool = False, max_concurrent_runs: int = 20, heartbeat_timeout: float = 300
+        *,
+        monitoring: bool = True,
+        retries: bool = False,
+        max_concurrent_runs: int = 20,
+        heartbeat_timeout: float = 300,
+        code_server: bool = False,
     ) -> Deployment:
         home = tmp_path / "dagster_home"
         home.mkdir(mode=0o700)
         config = deployment_config(
+            database=databases.enter_context(lab.postgres_database()),
             monitoring=monitoring,
             retries=retries,
             max_concurrent_runs=max_concurrent_runs,
             heartbeat_timeout=heartbeat_timeout,
         )
         (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        location = {"python_file": {"relative_path": "deployment.py", "working_directory": str(code_dir)}}
+        if code_server:
+            port = processes.enter_context(start_code_server(code_dir, home))
+            location = {"grpc_server": {"host": "127.0.0.1", "port": port, "location_name": "deployment"}}
         workspace = code_dir / "workspace.yaml"
-        workspace.write_text(
-            yaml.safe_dump(
-                {"load_from": [{"python_file": {"relative_path": "deployment.py", "working_directory": str(code_dir)}}]}
-            )
-        )
+        workspace.write_text(yaml.safe_dump({"load_from": [location]}))
         d = Deployment(home, workspace, DagsterInstance.from_config(str(home)))
         deployments.append(d)
         d.start_daemon()
         return d
 
-    yield make
-    for d in deployments:
-        if d.daemon is not None:
-            d.stop_daemon()
-        d.instance.dispose()
+    with contextlib.ExitStack() as databases, contextlib.ExitStack() as processes:
+        yield make
+        for d in deployments:
+            if d.daemon is not None:
+                d.stop_daemon()
+            d.instance.dispose()
+
+
+@contextlib.contextmanager
+def start_code_server(code_dir: Path, home: Path) -> Iterator[int]:
+    """A gRPC code server for ``deployment.py``, as a site runs one: its port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dagster, log = Path(sys.executable).parent / "dagster", open(home / "code-server.log", "ab")  # noqa: SIM115
+    argv = [str(dagster), "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-f", "deployment.py"]
+    server = subprocess.Popen(
+        [*argv, "--working-directory", str(code_dir)],
+        cwd=code_dir,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=log,
+        stderr=log,
+    )
+    health = [str(dagster), "api", "grpc-health-check", "-p", str(port)]
+    lab.wait_until(lambda: subprocess.run(health, capture_output=True).returncode == 0, 120, what="code server")
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
 
 
 def kill_worker_while_slow_step_runs(d: Deployment, run_id: str, sig: int) -> None:
@@ -348,3 +384,15 @@ def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(
     assert [d.instance.count_resume_run_attempts(run_id) for run_id in in_flight] == [0] * len(in_flight)
     materialized = {r.partition_key for r in d.instance.fetch_materializations(AssetKey("daily"), limit=100).records}
     assert len(materialized) == 20
+
+
+def test_a_run_launched_through_a_code_server_runs_each_step_as_one_slurm_job(deploy) -> None:
+    # The run's origin names the code server's Python and working directory: the run worker
+    # starts from them.
+    d = deploy(code_server=True)
+    run_id = d.launch("resumable")
+    assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    jobs = lab.settled_jobs_of_run(run_id, 2)
+    assert [j["state"] for j in jobs] == ["COMPLETED", "COMPLETED"]
+    assert {j["name"] for j in jobs} == {job_name(run_id, "slow_step"), job_name(run_id, "after_slow")}
+    assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]

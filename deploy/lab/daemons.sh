@@ -24,6 +24,24 @@ start_mariadb() {
     log "started mariadb"
 }
 
+# The Dagster deployment's database (runs, event logs, schedules), on loopback only, from
+# Debian's package and its default cluster.
+start_postgres() {
+    pid_alive postgres && return
+    local version data
+    version=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    data=/var/lib/postgresql/$version/main
+    # A cluster the package started on its own (where nothing stops it) holds the port.
+    pg_ctlcluster "$version" main status >/dev/null 2>&1 && pg_ctlcluster "$version" main stop
+    install -d -o postgres -g postgres -m 2775 /run/postgresql
+    [ -f "$LOG_DIR/postgres.log" ] || install -o postgres -g postgres -m 0640 /dev/null "$LOG_DIR/postgres.log"
+    runuser -u postgres -- "/usr/lib/postgresql/$version/bin/pg_ctl" start --silent --log="$LOG_DIR/postgres.log" \
+        --pgdata="$data" -o "-c config_file=/etc/postgresql/$version/main/postgresql.conf -c listen_addresses=127.0.0.1"
+    wait_for PostgreSQL 60 runuser -u postgres -- psql -qAt -c 'SELECT 1'
+    head -1 "$data/postmaster.pid" >"$RUN_DIR/postgres.pid"
+    log "started postgres $version on 127.0.0.1:5432"
+}
+
 start_slurmdbd() {
     pid_alive slurmdbd && return
     /usr/sbin/slurmdbd

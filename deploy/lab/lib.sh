@@ -32,7 +32,7 @@ pid_alive() {
     pid=$(cat "$f")
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     case "$1:$comm" in
-        mariadb:mariadbd|mariadb:mysqld|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd|login-view:bindfs) return 0 ;;
+        mariadb:mariadbd|mariadb:mysqld|postgres:postgres|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd|login-view:bindfs|demo-daemon:dagster-daemon|demo-webserver:dagster-webserv|demo-code-server:dagster) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -56,7 +56,8 @@ stop_daemon() {
             # would not test reconnection.
             pkill -TERM -P "$pid" 2>/dev/null || true
         fi
-        kill -TERM "$pid"
+        # PostgreSQL takes SIGTERM as "wait for every client to leave"; SIGINT is its fast shutdown.
+        if [ "$name" = postgres ]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
         log "stopped $name (pid $pid)"
