@@ -2,7 +2,7 @@
 
 Each step waits for the one before, so this measures the latency from a step's end to its
 successor's start, which a fan-out hides. Run on the lab cluster (after `sudo deploy/lab/up`
-and `deploy/lab/python-env`), with the default poll interval unless DAGSTER_SLURM_POLL_INTERVAL
+and `sudo deploy/lab/python-env`), with the default poll interval unless DAGSTER_SLURM_POLL_INTERVAL
 is set:
 
     set -a; source deploy/lab/lab.env; set +a

@@ -14,7 +14,8 @@ moves one fails there first). What the package relies on, by use:
 - The step worker's private instance: the in-memory storages, artifact storage, run
   coordinator and launcher it is built from, ``InstanceType``.
 - Event and storage records the executor reads and writes (engine event data, asset records,
-  event-log cursors, compute-log IO types), and the tag names and thresholds of Dagster's
+  event-log cursors, compute-log IO types, the local compute log manager, whose
+  ``open_log_stream`` appends), and the tag names and thresholds of Dagster's
   data-version (provenance) code. Changing a field of any of them goes through ``changed``
   below, which knows how each kind is copied.
 - Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
@@ -64,6 +65,7 @@ from dagster._core.snap import ExecutionPlanSnapshot
 from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.event_log import InMemoryEventLogStorage
 from dagster._core.storage.event_log.base import AssetEntry, AssetRecord, EventLogStorage
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.runs import InMemoryRunStorage
@@ -158,6 +160,7 @@ __all__ = [
     "KnownExecutionState",
     "LaunchRunContext",
     "LocalArtifactStorage",
+    "LocalComputeLogManager",
     "NoOpComputeLogManager",
     "PastExecutionState",
     "PlanExecutionContext",

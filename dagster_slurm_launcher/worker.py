@@ -1,6 +1,6 @@
 """The step worker: runs one Dagster step on a compute node, with no access to the instance.
 
-Run by the sbatch script as ``python -m dagster_slurm_launcher.worker STEP_FOLDER``. It reads
+Run by the sbatch script as ``python -u -m dagster_slurm_launcher.worker STEP_FOLDER``. It reads
 the step's arguments from ``STEP_FOLDER/step.json`` (written by the executor), executes the
 step through Dagster's own step entry point against a private instance (:mod:`.step_instance`),
 and writes every event that instance stores to the journal ``STEP_FOLDER/events.jsonl``.

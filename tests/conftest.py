@@ -17,10 +17,6 @@ from tests import lab
 # last lines show within 30 s; the default 90 s (for NFS's 60 s) would add a minute to every test
 # whose job dies without its END line. The test of NFS's caching sets the default back.
 os.environ.setdefault("DAGSTER_SLURM_JOURNAL_GRACE", "30")
-# The deployment's database password, from the lab's 0600 file (root's, so the pass that runs as
-# the cluster user has none: it runs no deployment).
-if "DAGSTER_PG_PASSWORD_FILE" in os.environ and os.access(os.environ["DAGSTER_PG_PASSWORD_FILE"], os.R_OK):
-    os.environ.setdefault("DAGSTER_PG_PASSWORD", Path(os.environ["DAGSTER_PG_PASSWORD_FILE"]).read_text().strip())
 
 
 def _running_as_cluster_user() -> bool:

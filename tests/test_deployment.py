@@ -102,8 +102,11 @@ def deployment_config(
 
 
 @pytest.fixture
-def deploy(tmp_path: Path, code_dir: Path) -> Iterator:
+def deploy(tmp_path: Path, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     deployments: list[Deployment] = []
+    # The database password, from the lab's 0600 file, for this test's processes only (the
+    # cluster user's processes, which tests start with runuser, never see it).
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", Path(os.environ["DAGSTER_PG_PASSWORD_FILE"]).read_text().strip())
 
     def make(
         *,
@@ -387,8 +390,8 @@ def test_a_daemon_restart_mid_backfill_loses_and_doubles_nothing(
 
 
 def test_a_run_launched_through_a_code_server_runs_each_step_as_one_slurm_job(deploy) -> None:
-    # The run's origin names the code server's Python and working directory: the run worker
-    # starts from them.
+    # The run's origin is the code server's (its Python, its working directory), which the
+    # launcher starts the run worker from.
     d = deploy(code_server=True)
     run_id = d.launch("resumable")
     assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS

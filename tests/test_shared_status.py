@@ -11,7 +11,7 @@ import pytest
 
 from dagster_slurm_launcher.slurm import JobState, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.slurm.shared_status import SharedStatus
-from dagster_slurm_launcher.transport import SSHTransport
+from dagster_slurm_launcher.transport import LocalTransport, SSHTransport, Transport
 from tests import lab
 
 pytestmark = pytest.mark.lab
@@ -20,12 +20,16 @@ SLEEP = "#!/bin/bash\nsleep {}\n"
 
 
 @pytest.fixture
-def worker_status(tmp_path: Path) -> Iterator[Callable[[float], tuple[SharedStatus, lab.RecordingTransport]]]:
-    """What each run worker of one host has: its own SSH login, and the host's shared snapshot."""
+def worker_status(
+    tmp_path: Path, transport: Transport
+) -> Iterator[Callable[[float], tuple[SharedStatus, lab.RecordingTransport]]]:
+    """What each run worker of one host has: its own transport (an SSH login, or local), and the
+    host's shared snapshot."""
     transports: list[lab.RecordingTransport] = []
 
     def make(max_age: float) -> tuple[SharedStatus, lab.RecordingTransport]:
-        transports.append(lab.RecordingTransport(SSHTransport(lab.settings())))
+        own = LocalTransport() if isinstance(transport, LocalTransport) else SSHTransport(lab.settings())
+        transports.append(lab.RecordingTransport(own))
         return SharedStatus(SlurmClient(transports[-1]), tmp_path, "lab", max_age=max_age), transports[-1]
 
     yield make
@@ -86,9 +90,26 @@ def test_a_worker_polls_alone_while_another_holds_the_snapshot_too_long(
     fd = os.open(next(tmp_path.glob("status-*.lock")), os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # a partner stuck in a query
     try:
+        started = time.monotonic()
         info = status.poll([job])[job.job_id]
+        waited = time.monotonic() - started
     finally:
         os.close(fd)
         client.cancel([job.job_id])
     assert info.state in (JobState.PENDING, JobState.RUNNING)
     assert transport.count("squeue") == 2  # the second time on its own
+    assert waited >= 3 * 0.5  # it gave the partner three snapshot ages first
+
+
+def test_a_control_folder_others_may_write_in_is_not_used_to_share(
+    client: SlurmClient, remote_dir: str, worker_status: Callable, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o777)  # another user could forge the snapshot, or plant a symlink
+    job = submit(client, remote_dir, 30, "shared-unsafe")
+    status, transport = worker_status(0.5)
+    try:
+        info = status.poll([job])[job.job_id]
+    finally:
+        client.cancel([job.job_id])
+    assert info.state in (JobState.PENDING, JobState.RUNNING)
+    assert list(tmp_path.glob("status-*")) == [] and transport.count("squeue") == 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from dagster import DagsterEventType, DagsterInstance, DagsterLogManager, DagsterRun, EventLogEntry
 
 from dagster_slurm_launcher.dagster_internals import ComputeIOType, EngineEventData, StepOutputHandle, changed
-from dagster_slurm_launcher.executor import job_report
+from dagster_slurm_launcher.executor import job_report, step_logs
 from dagster_slurm_launcher.executor.step_ids import StepIds
 from dagster_slurm_launcher.executor.step_logs import Stream, append_logs, log_slices, relayed_all
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, parse_records
@@ -198,8 +198,11 @@ class Relay:
         for step in drained:
             step.drained = True
             self._report_accounting(step)
+            step_logs.write_pending(self._instance, self._run.run_id, step)
 
     def _update_state(self, step: TrackedStep, info: JobInfo) -> None:
+        if info.state == JobState.UNKNOWN and step.info is not None and step.info.is_terminal:
+            return  # squeue forgot the job before accounting had it: it still ended as last seen
         step.info = info
         if info.state == JobState.UNKNOWN:
             step.unknown_since = step.unknown_since or time.monotonic()
@@ -275,16 +278,21 @@ class Relay:
                 step.outcome = entry.dagster_event_type
             elif entry.dagster_event_type == DagsterEventType.LOGS_CAPTURED:
                 step.log_file_key = entry.get_dagster_event().logs_captured_data.file_key
+                if step.already_stored:
+                    step_logs.resume(self._instance, self._run.run_id, step)
             elif entry.dagster_event_type == DagsterEventType.STEP_OUTPUT:
                 step.outputs.add(entry.get_dagster_event().step_output_data.step_output_handle)
 
     def _echo_event(self, entry: EventLogEntry) -> None:
         if self._echo is None:
             return
-        if entry.dagster_event is not None:
-            self._echo.log_dagster_event(entry.level, entry.user_message, entry.dagster_event)
-        else:
-            self._echo.with_tags(step_key=entry.step_key or "").log(entry.level, entry.user_message)
+        try:
+            if entry.dagster_event is not None:
+                self._echo.log_dagster_event(entry.level, entry.user_message, entry.dagster_event)
+            else:
+                self._echo.with_tags(step_key=entry.step_key or "").log(entry.level, entry.user_message)
+        except Exception as exc:  # a user's @logger must not stop the relay: the event is stored
+            log.warning("a run logger failed on a relayed event", error=repr(exc))
 
     def _report_accounting(self, step: TrackedStep) -> None:
         assert step.info is not None

@@ -35,7 +35,10 @@ def render_script(*, setup: Sequence[str], working_directory: str | None, python
     ]
     if working_directory:
         lines.append(f"cd -- {shlex.quote(working_directory)}")
-    lines.append(f"exec {shlex.quote(python)} -m dagster_slurm_launcher.worker {shlex.quote(step_folder)}")
+    # -u: Python buffers a print() to a file in 8 KiB blocks; unbuffered, each line reaches the
+    # job's output file, and the UI's logs view, as the step prints it (what `python -u` in an
+    # sbatch script is for).
+    lines.append(f"exec {shlex.quote(python)} -u -m dagster_slurm_launcher.worker {shlex.quote(step_folder)}")
     return "\n".join(lines) + "\n"
 
 

@@ -57,7 +57,6 @@ log = get_logger(__name__)
 
 # Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
 CLAIMS_DIR = "claims"
-# The options that name the step folder's files: the step's event shows the folder instead.
 # Submissions of one step that lost a race or their answer, before the step fails.
 _SUBMIT_ATTEMPTS = 3
 

@@ -7,6 +7,10 @@ takes is bounded: each stream gets its share of ``READ_BUDGET``, its newest byte
 says how much was passed over, so that a step printing 100 MB cannot stall the relay. A stream
 past ``MAX_LOG_BYTES`` is no longer followed; when its job ends, its last ``TAIL_BYTES`` follow a
 line that says where the whole output is.
+
+Appending as the step runs needs a compute log manager whose ``open_log_stream`` appends (the
+local one). Others (the cloud storage managers upload and delete their local files each time a
+stream is closed) get each stream once, when the step's job has ended.
 """
 
 import codecs
@@ -16,7 +20,7 @@ from typing import Protocol
 
 from dagster import DagsterInstance
 
-from dagster_slurm_launcher.dagster_internals import ComputeIOType
+from dagster_slurm_launcher.dagster_internals import ComputeIOType, LocalComputeLogManager
 from dagster_slurm_launcher.transport.files import FileRead, FileSlice
 
 # Bytes of output one read takes from all streams together, and the least any stream gets.
@@ -39,6 +43,8 @@ class Stream:
     """Bytes of it written to the captured logs."""
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     """Keeps a character cut between two reads whole (output is bytes; invalid UTF-8 shows as U+FFFD)."""
+    pending: list[str] = field(default_factory=list)
+    """What waits for the job's end, with a compute log manager that cannot append."""
 
 
 class FollowedStep(Protocol):
@@ -104,11 +110,40 @@ def append_logs(instance: DagsterInstance, run_id: str, slices: Sequence[LogSlic
         text = ""
         if read.start > piece.stream.offset:
             text += f"\n[{read.start - piece.stream.offset} bytes not shown; all of it is in {piece.file.path}]\n"
+            piece.stream.decoder.reset()  # a character cut at the old offset never continues
         text += piece.stream.decoder.decode(read.data, final=piece.final)
         piece.stream.offset = read.start + len(read.data)
         piece.stream.shown += len(read.data)
-        log_key = manager.build_log_key_for_run(run_id, piece.step.log_file_key)  # type: ignore[arg-type]
-        with manager.open_log_stream(log_key, piece.io_type) as out:
-            if out is not None:
-                out.write(text)
+        if isinstance(manager, LocalComputeLogManager):
+            _write(instance, run_id, piece.step, piece.io_type, text)
+        else:
+            piece.stream.pending.append(text)
     return news
+
+
+def write_pending(instance: DagsterInstance, run_id: str, step: FollowedStep) -> None:
+    """Write what waited for the job's end (see the module's docstring)."""
+    for io_type, stream in step.logs.items():
+        if stream.pending:
+            _write(instance, run_id, step, io_type, "".join(stream.pending))
+            stream.pending.clear()
+
+
+def resume(instance: DagsterInstance, run_id: str, step: FollowedStep) -> None:
+    """Go on from what a worker of this run that died had written to the step's logs (a
+    resumed run adopts the job and reads its output again from the start)."""
+    manager = instance.compute_log_manager
+    if step.log_file_key is None or not isinstance(manager, LocalComputeLogManager):
+        return
+    data = manager.get_log_data(manager.build_log_key_for_run(run_id, step.log_file_key))
+    for io_type, written in ((ComputeIOType.STDOUT, data.stdout), (ComputeIOType.STDERR, data.stderr)):
+        if written and b"bytes not shown; all of it is in" not in written:
+            step.logs[io_type] = Stream(offset=len(written), shown=len(written))
+
+
+def _write(instance: DagsterInstance, run_id: str, step: FollowedStep, io_type: ComputeIOType, text: str) -> None:
+    manager = instance.compute_log_manager
+    log_key = manager.build_log_key_for_run(run_id, step.log_file_key)  # type: ignore[arg-type]
+    with manager.open_log_stream(log_key, io_type) as out:
+        if out is not None:
+            out.write(text)

@@ -359,11 +359,13 @@ def states_of(
         if info is not None and _is_same_job(info, job.submitted_after) and not info.is_terminal:
             found[job.job_id] = info
             continue
-        candidates = (finished.get(job.job_id), info)
-        found[job.job_id] = next(
-            (c for c in candidates if c is not None and _is_same_job(c, job.submitted_after)),
-            unknown(job.job_id, job.name),
-        )
+        # Accounting's record first (it has the usage), but an ended record before one that
+        # is not: slurmdbd can lag behind the controller.
+        candidates = [
+            c for c in (finished.get(job.job_id), info) if c is not None and _is_same_job(c, job.submitted_after)
+        ]
+        candidates.sort(key=lambda c: not c.is_terminal)
+        found[job.job_id] = candidates[0] if candidates else unknown(job.job_id, job.name)
     return found
 
 

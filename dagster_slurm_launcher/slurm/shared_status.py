@@ -9,13 +9,19 @@ the others read what it wrote. Nobody is elected: a worker that dies releases th
 process, and a worker that cannot take the lock in time polls on its own.
 
 The snapshot holds job states, names and accounting, which ``squeue`` shows any user of the
-cluster anyway; the file is the user's own (0600, in a 0700 folder).
+cluster anyway. It is used only in a folder that is the user's own and no one else can write
+(the file 0600, written through a fresh temporary file); anything wrong with the folder or
+the file (another owner, a loose mode, a full disk, a lock the filesystem refuses) and the
+worker polls on its own, saying why once.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import socket
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -51,43 +57,55 @@ class SharedStatus:
         client: runs the queries when the snapshot is stale.
         folder: where processes on this host coordinate (the settings' ``ssh_control_dir``).
         cluster: what identifies the cluster and user; processes with the same value share.
-        max_age: seconds a snapshot is used for (the poll interval).
+        max_age: seconds a snapshot is used for (a little less than the poll interval, so that
+            a worker's own last query is stale by its next poll).
     """
 
     def __init__(self, client: SlurmClient, folder: Path, cluster: str, max_age: float) -> None:
         self._client = client
-        digest = hashlib.sha256(cluster.encode()).hexdigest()[:16]
-        self._path = folder.expanduser() / f"status-{digest}.json"
+        # Hosts that share a home folder (NFS) each keep their own: monotonic times are per boot.
+        digest = hashlib.sha256(f"{socket.gethostname()} {cluster}".encode()).hexdigest()[:16]
+        self._folder = folder.expanduser()
+        self._path = self._folder / f"status-{digest}.json"
         self._max_age = max_age
-        self.queries = 0
-        """How many squeue and sacct queries this process ran (tests count them)."""
+        self._alone_because: str | None = None
 
     def poll(self, jobs: Iterable[SubmittedJob]) -> dict[str, JobInfo]:
         jobs = list(jobs)
         if not jobs:
             return {}
-        with self._locked() as locked:
-            if not locked:
-                log.warning("the shared Slurm status is locked for too long; polling alone", path=str(self._path))
-                return self._client.poll(jobs)
-            snapshot = self._load()
-            self._refresh_queue(snapshot)
-            gone = gone_from_queue(jobs, snapshot.queue)
-            snapshot.wanted.update({j.job_id: _Wanted(j.name, j.submitted_after, time.time()) for j in gone})
-            if any(not (k := snapshot.kept.get(j.job_id)) or not k.info.is_terminal for j in gone):
-                self._refresh_accounting(snapshot)
-            self._store(snapshot)
+        try:
+            with self._locked() as locked:
+                if not locked:
+                    return self._alone(jobs, "another process has held the shared status for too long")
+                snapshot = self._load()
+                self._refresh_queue(snapshot)
+                gone = gone_from_queue(jobs, snapshot.queue)
+                snapshot.wanted.update({j.job_id: _Wanted(j.name, j.submitted_after, time.time()) for j in gone})
+                if any(not (k := snapshot.kept.get(j.job_id)) or not k.info.is_terminal for j in gone):
+                    self._refresh_accounting(snapshot)
+                self._store(snapshot)
+        except (OSError, _UnsafeFolder) as exc:
+            return self._alone(jobs, str(exc))
+        self._alone_because = None
         return states_of(jobs, snapshot.queue, snapshot.accounting)
+
+    def _alone(self, jobs: list[SubmittedJob], why: str) -> dict[str, JobInfo]:
+        if why != self._alone_because:
+            log.warning("polling Slurm alone, not through the shared status", reason=why, path=str(self._path))
+            self._alone_because = why
+        return self._client.poll(jobs)
 
     def _refresh_queue(self, snapshot: "_Snapshot") -> None:
         if snapshot.fresh(snapshot.queue_at, self._max_age):
             return
         snapshot.queue = self._client.queue()
         snapshot.queue_at = time.monotonic()
-        self.queries += 1
         for job_id, info in snapshot.queue.items():
             if not info.is_terminal:
-                snapshot.wanted.pop(job_id, None)  # requeued, or only now in the queue
+                # Requeued, or in the queue only now: what accounting said of it is out of date.
+                snapshot.wanted.pop(job_id, None)
+                snapshot.kept.pop(job_id, None)
 
     def _refresh_accounting(self, snapshot: "_Snapshot") -> None:
         # The other workers' requests ride along: one sacct per interval for the whole host.
@@ -96,17 +114,20 @@ class SharedStatus:
         wanted = [SubmittedJob(job_id, w.name, w.submitted_after) for job_id, w in snapshot.wanted.items()]
         found = self._client.accounting(wanted)
         snapshot.accounting_at = time.monotonic()
-        self.queries += 1
         now = time.time()
-        for job_id, info in found.items():
-            snapshot.kept[job_id] = _Kept(info, now)
-            if info.is_terminal:
+        # Only the jobs asked for: without accounting, the answer is every job in the cluster.
+        for job_id in [j.job_id for j in wanted if j.job_id in found]:
+            snapshot.kept[job_id] = _Kept(found[job_id], now)
+            if found[job_id].is_terminal:
                 snapshot.wanted.pop(job_id, None)
 
     @contextmanager
     def _locked(self) -> Iterator[bool]:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = self._folder.stat()
+        if folder.st_uid != os.getuid() or folder.st_mode & 0o022:
+            raise _UnsafeFolder(f"{self._folder} is not this user's own, or others may write in it")
+        fd = os.open(self._path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             # A holder waits on Slurm for a query's time; beyond a few intervals (a query
             # retrying through an outage, a holder stopped by a debugger) poll alone.
@@ -127,19 +148,27 @@ class SharedStatus:
     def _load(self) -> "_Snapshot":
         try:
             data = json.loads(self._path.read_text())
-        except (OSError, ValueError):
-            return _Snapshot()
-        if data.get("format") != FORMAT or data.get("boot_id") != _boot_id():
-            return _Snapshot()  # monotonic times of another boot, or another release's file
-        return _Snapshot.from_json(data)
+            if data.get("format") != FORMAT or data.get("boot_id") != _boot_id():
+                return _Snapshot()  # monotonic times of another boot, or another release's file
+            return _Snapshot.from_json(data)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return _Snapshot()  # none yet, or damaged: start over
 
     def _store(self, snapshot: "_Snapshot") -> None:
         snapshot.prune(time.time() - KEEP_SECONDS)
-        temporary = self._path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(snapshot.to_json(), out)
-        temporary.replace(self._path)
+        fd, temporary = tempfile.mkstemp(dir=self._folder, prefix=".status-", suffix=".tmp")  # 0600, new
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(snapshot.to_json(), out)
+            os.replace(temporary, self._path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+
+class _UnsafeFolder(Exception):
+    """The control folder is not safe to share a snapshot in."""
 
 
 @dataclass

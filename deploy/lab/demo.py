@@ -101,7 +101,8 @@ def write_home_and_code() -> None:
 
 def start(name: str, argv: list, env: dict[str, str]) -> None:
     """Start ``name`` detached, with its pid where deploy/lab/down finds it."""
-    log = open(LAB_DIR / "log" / f"{name}.log", "ab")  # noqa: SIM115 - the process writes it
+    # 0600, as run-worker logs: a deployment's logs name runs, hosts and paths.
+    log = os.fdopen(os.open(LAB_DIR / "log" / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     process = subprocess.Popen(
         [str(a) for a in argv],
         env=env,

@@ -111,8 +111,9 @@ def secrets_job():
 
 @op
 def talks_while_it_works(context: OpExecutionContext) -> None:
-    """Prints a line, then works until the test has seen the line in the UI (or 5 minutes)."""
-    print(f"working on it: {TEXT}", flush=True)
+    """Prints a line (without flushing: the worker runs unbuffered), then works until the test has
+    seen the line in the UI (or 5 minutes)."""
+    print(f"working on it: {TEXT}")
     release = Path(SHARED) / "markers" / f"release-{context.run_id}"
     deadline = time.monotonic() + 300
     while not release.exists() and time.monotonic() < deadline:
