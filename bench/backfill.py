@@ -9,7 +9,7 @@ database). Run on the lab cluster, as root (after `sudo deploy/lab/up` and
     /opt/dagster-slurm-lab/venv/bin/python bench/backfill.py [PARTITIONS] [CONCURRENT]   # 200 20
 
 Prints, from one run of each: the Slurm deployment's controller status RPCs per minute
-(REQUEST_JOB_INFO, sdiag) with 1 run at a time and with CONCURRENT runs at a time, and their
+(squeue and scontrol: REQUEST_JOB_[USER_]INFO, sdiag) with 1 run at a time and with CONCURRENT runs at a time, and their
 ratio; wall times of the backfill on Slurm and with the multiprocess executor and the default
 run launcher; Slurm jobs per step; failed runs; SSH logins; peak memory of the run workers.
 """
@@ -49,8 +49,11 @@ def main(partitions: int, concurrent: int) -> None:
     try:
         # Controller load with one run at a time, over the first minutes of a backfill.
         one = backfill(code, partitions, concurrent=1, slurm=True, window=180)
+        print(f"1 run at a time, first {one['seconds']:.0f} s: {one}", flush=True)
         many = backfill(code, partitions, concurrent=concurrent, slurm=True)
+        print(f"{concurrent} runs at a time, on Slurm: {many}", flush=True)
         local = backfill(code, partitions, concurrent=concurrent, slurm=False)
+        print(f"{concurrent} runs at a time, multiprocess: {local}", flush=True)
     finally:
         shutil.rmtree(code)
     print(f"backfill of {partitions} partitions x 3 assets, {concurrent} runs at a time, PostgreSQL, one run each")
@@ -78,6 +81,7 @@ def backfill(code: Path, partitions: int, concurrent: int, slurm: bool, window: 
         config["run_coordinator"]["config"].update(max_concurrent_runs=concurrent, dequeue_interval_seconds=1)
         if not slurm:
             del config["run_launcher"]  # the default launcher, and the multiprocess executor
+            config["run_monitoring"]["max_resume_run_attempts"] = 0  # it cannot resume runs
         (Path(home) / "dagster.yaml").write_text(yaml.safe_dump(config))
         workspace = code / f"workspace-{name}.yaml"
         location = {"python_file": {"relative_path": "backfill_job.py", "working_directory": str(code)}}
@@ -205,7 +209,7 @@ class database:
 
 def job_info_rpcs() -> int:
     out = subprocess.run(["sdiag"], check=True, capture_output=True, text=True).stdout
-    return sum(int(n) for n in re.findall(r"REQUEST_JOB_INFO(?:_SINGLE)?\s+\(\s*\d+\)\s+count:(\d+)", out))
+    return sum(int(n) for n in re.findall(r"REQUEST_JOB_(?:USER_)?INFO(?:_SINGLE)?\s+\(\s*\d+\)\s+count:(\d+)", out))
 
 
 def ssh_logins() -> int:
