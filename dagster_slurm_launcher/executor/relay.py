@@ -176,7 +176,7 @@ class Relay:
         if not active:
             return
         # A job squeue shows ended is asked about again until accounting has its record.
-        waiting = [s for s in active if not (s.info and s.info.is_terminal and s.info.source != "squeue")]
+        waiting = [s for s in active if not _ended_in_accounting(s)]
         if waiting:
             states = (status or self._status).poll([s.job for s in waiting])
             for step in waiting:
@@ -192,8 +192,7 @@ class Relay:
         drained = [
             s
             for s in ended_before_read
-            if (s.journal_ended and s.info is not None and s.info.source != "squeue" and relayed_all(s))
-            or s.step_key in past_grace
+            if (s.journal_ended and _ended_in_accounting(s) and relayed_all(s)) or s.step_key in past_grace
         ]
         for step in drained:
             step.drained = True
@@ -303,3 +302,9 @@ class Relay:
         self._instance.report_engine_event(
             message, self._run, EngineEventData(metadata=metadata), step_key=step.step_key
         )
+
+
+def _ended_in_accounting(step: TrackedStep) -> bool:
+    """The step's job has ended, by a record that has its accounting (sacct's, or scontrol's
+    where there is no accounting), not squeue's alone."""
+    return step.info is not None and step.info.is_terminal and step.info.source != "squeue"

@@ -31,6 +31,8 @@ MAX_LOG_BYTES = 10 * 2**20
 TAIL_BYTES = 2**20
 
 STREAMS = (ComputeIOType.STDOUT, ComputeIOType.STDERR)
+# Where the logs view passes over bytes: "[<count> bytes not shown; all of it is in <path>]".
+NOT_SHOWN = "bytes not shown; all of it is in"
 
 
 @dataclass
@@ -109,7 +111,7 @@ def append_logs(instance: DagsterInstance, run_id: str, slices: Sequence[LogSlic
         news = True
         text = ""
         if read.start > piece.stream.offset:
-            text += f"\n[{read.start - piece.stream.offset} bytes not shown; all of it is in {piece.file.path}]\n"
+            text += f"\n[{read.start - piece.stream.offset} {NOT_SHOWN} {piece.file.path}]\n"
             piece.stream.decoder.reset()  # a character cut at the old offset never continues
         text += piece.stream.decoder.decode(read.data, final=piece.final)
         piece.stream.offset = read.start + len(read.data)
@@ -137,7 +139,7 @@ def resume(instance: DagsterInstance, run_id: str, step: FollowedStep) -> None:
         return
     data = manager.get_log_data(manager.build_log_key_for_run(run_id, step.log_file_key))
     for io_type, written in ((ComputeIOType.STDOUT, data.stdout), (ComputeIOType.STDERR, data.stderr)):
-        if written and b"bytes not shown; all of it is in" not in written:
+        if written and NOT_SHOWN.encode() not in written:
             step.logs[io_type] = Stream(offset=len(written), shown=len(written))
 
 

@@ -353,11 +353,13 @@ def states_of(
 ) -> dict[str, JobInfo]:
     """Each of ``jobs``' state from squeue's answer (``live``) and sacct's (``finished``):
     sacct's for a job squeue does not show running or pending, ``UNKNOWN`` where neither knows it."""
+    jobs = list(jobs)
+    gone = {job.job_id for job in gone_from_queue(jobs, live)}
     found: dict[str, JobInfo] = {}
     for job in jobs:
         info = live.get(job.job_id)
-        if info is not None and _is_same_job(info, job.submitted_after) and not info.is_terminal:
-            found[job.job_id] = info
+        if job.job_id not in gone:
+            found[job.job_id] = live[job.job_id]
             continue
         # Accounting's record first (it has the usage), but an ended record before one that
         # is not: slurmdbd can lag behind the controller.
