@@ -12,6 +12,7 @@ from dagster import DagsterInstance, instance_for_test
 from dagster_slurm_launcher.slurm import SlurmClient
 from dagster_slurm_launcher.transport import LocalTransport, SSHTransport, Transport
 from tests import lab
+from tests.deployment import deploy  # noqa: F401  # the fixture, for test_deployment and test_ui
 
 # The lab's login node caches directory entries for 10 s (deploy/lab/daemons.sh), so a journal's
 # last lines show within 30 s; the default 90 s (for NFS's 60 s) would add a minute to every test

@@ -134,13 +134,13 @@ def slurm_jobs_of_run(root_run_id: str) -> list[dict[str, str]]:
             "-n",
             "-D",
             "--starttime=now-1days",
-            "--format=JobID,JobName,State,AllocCPUS,ReqMem,Timelimit,Partition,ExitCode",
+            "--format=JobID,JobName,State,AllocCPUS,ReqMem,Timelimit,Partition,ExitCode,NodeList",
         ],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    keys = ["job_id", "name", "state", "cpus", "req_mem", "time_limit", "partition", "exit_code"]
+    keys = ["job_id", "name", "state", "cpus", "req_mem", "time_limit", "partition", "exit_code", "node"]
     rows = [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines() if line]
     return [r for r in rows if r["name"].startswith(f"dagster-{root_run_id}-")]
 

@@ -6,15 +6,10 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.backfill import BulkActionStatus
@@ -24,150 +19,9 @@ from dagster_slurm_launcher.launcher.process import HOST_TAG, LOG_TAG, PID_TAG, 
 from dagster_slurm_launcher.naming import job_name
 from dagster_slurm_launcher.slurm import SlurmError
 from tests import lab
+from tests.deployment import Deployment
 
 pytestmark = pytest.mark.lab
-
-EXAMPLE = Path(__file__).parent.parent / "dagster.yaml.example"
-DAGSTER = str(Path(sys.executable).parent / "dagster")
-
-
-@dataclass
-class Deployment:
-    home: Path
-    workspace: Path
-    instance: DagsterInstance
-    daemon: subprocess.Popen | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "DAGSTER_HOME": str(self.home)}
-
-    def start_daemon(self) -> None:
-        log = open(self.home / "daemon.log", "ab")  # noqa: SIM115  # the daemon's for its lifetime
-        self.daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(self.workspace)],
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            cwd=self.workspace.parent,
-        )
-
-    def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
-        assert self.daemon is not None
-        self.daemon.send_signal(sig)
-        self.daemon.wait(timeout=60)
-        self.daemon = None
-
-    def dagster(self, *args: str) -> None:
-        subprocess.run([DAGSTER, *args, "-w", str(self.workspace)], env=self.env, check=True, capture_output=True)
-
-    def launch(self, job: str) -> str:
-        self.dagster("job", "launch", "-j", job)
-        return self.instance.get_runs(limit=1)[0].run_id
-
-    def run(self, run_id: str):
-        return self.instance.get_run_by_id(run_id)
-
-    def wait_for_status(self, run_id: str, statuses: set[DagsterRunStatus], timeout: float = 300) -> DagsterRunStatus:
-        def reached() -> DagsterRunStatus | None:
-            status = self.run(run_id).status
-            return status if status in statuses else None
-
-        try:
-            return lab.wait_until(reached, timeout, what=f"run {run_id} in {statuses}")  # type: ignore[return-value]
-        except AssertionError:
-            print((self.home / "daemon.log").read_text()[-5000:])
-            log = self.run(run_id).tags.get(LOG_TAG)
-            if log and Path(log).exists():
-                print(Path(log).read_text()[-5000:])
-            raise
-
-    def worker_pid(self, run_id: str) -> int:
-        return int(self.run(run_id).tags[PID_TAG])
-
-
-def deployment_config(
-    *, database: str, monitoring: bool, retries: bool, max_concurrent_runs: int, heartbeat_timeout: float
-) -> dict:
-    """dagster.yaml.example as written (PostgreSQL, from DAGSTER_PG_* as a site sets them), in a
-    database of the test's own, with the lab's settings from the environment."""
-    config = yaml.safe_load(EXAMPLE.read_text())
-    config["storage"]["postgres"]["postgres_db"]["db_name"] = database
-    config["run_launcher"]["config"]["executor"] = {"poll_interval": 1.0, "time": "00:10:00"}
-    config["run_launcher"]["config"]["worker_heartbeat_timeout"] = heartbeat_timeout
-    config["run_coordinator"]["config"].update(dequeue_interval_seconds=1, max_concurrent_runs=max_concurrent_runs)
-    config["run_monitoring"].update(enabled=monitoring, poll_interval_seconds=2)
-    config["run_retries"]["enabled"] = retries
-    return config
-
-
-@pytest.fixture
-def deploy(tmp_path: Path, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    deployments: list[Deployment] = []
-    # The database password, from the lab's 0600 file, for this test's processes only (the
-    # cluster user's processes, which tests start with runuser, never see it).
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", Path(os.environ["DAGSTER_PG_PASSWORD_FILE"]).read_text().strip())
-
-    def make(
-        *,
-        monitoring: bool = True,
-        retries: bool = False,
-        max_concurrent_runs: int = 20,
-        heartbeat_timeout: float = 300,
-        code_server: bool = False,
-    ) -> Deployment:
-        home = tmp_path / "dagster_home"
-        home.mkdir(mode=0o700)
-        config = deployment_config(
-            database=databases.enter_context(lab.postgres_database()),
-            monitoring=monitoring,
-            retries=retries,
-            max_concurrent_runs=max_concurrent_runs,
-            heartbeat_timeout=heartbeat_timeout,
-        )
-        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-        location = {"python_file": {"relative_path": "deployment.py", "working_directory": str(code_dir)}}
-        if code_server:
-            port = processes.enter_context(start_code_server(code_dir, home))
-            location = {"grpc_server": {"host": "127.0.0.1", "port": port, "location_name": "deployment"}}
-        workspace = code_dir / "workspace.yaml"
-        workspace.write_text(yaml.safe_dump({"load_from": [location]}))
-        d = Deployment(home, workspace, DagsterInstance.from_config(str(home)))
-        deployments.append(d)
-        d.start_daemon()
-        return d
-
-    with contextlib.ExitStack() as databases, contextlib.ExitStack() as processes:
-        yield make
-        for d in deployments:
-            if d.daemon is not None:
-                d.stop_daemon()
-            d.instance.dispose()
-
-
-@contextlib.contextmanager
-def start_code_server(code_dir: Path, home: Path) -> Iterator[int]:
-    """A gRPC code server for ``deployment.py``, as a site runs one: its port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dagster, log = Path(sys.executable).parent / "dagster", open(home / "code-server.log", "ab")  # noqa: SIM115
-    argv = [str(dagster), "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-f", "deployment.py"]
-    server = subprocess.Popen(
-        [*argv, "--working-directory", str(code_dir)],
-        cwd=code_dir,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=log,
-        stderr=log,
-    )
-    health = [str(dagster), "api", "grpc-health-check", "-p", str(port)]
-    lab.wait_until(lambda: subprocess.run(health, capture_output=True).returncode == 0, 120, what="code server")
-    try:
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
 
 
 def kill_worker_while_slow_step_runs(d: Deployment, run_id: str, sig: int) -> None:

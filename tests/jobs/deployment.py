@@ -3,7 +3,7 @@ default (the Slurm executor) runs every job, except the one that opts out."""
 
 import time
 
-from dagster import Definitions, StaticPartitionsDefinition, asset, in_process_executor, job, op
+from dagster import Definitions, In, Nothing, Out, StaticPartitionsDefinition, asset, in_process_executor, job, op
 from ops import after_slow, slow_step
 
 days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(20)])
@@ -34,9 +34,37 @@ def opted_out():
     where()
 
 
+@op
+def train() -> None:
+    # A training step's progress, one line every 2 s for 40 s: what a user watches live.
+    for epoch in range(1, 21):
+        print(f"epoch {epoch}/20: loss {1 / epoch:.3f}")
+        time.sleep(2)
+
+
+@job
+def training():
+    train()
+
+
+@op(out=Out(Nothing))
+def prepare() -> None:
+    print("prepared the input table")
+
+
+@op(ins={"start": In(Nothing)})
+def load() -> None:
+    raise ValueError("the input table is empty")
+
+
+@job
+def prepare_then_fail():
+    load(start=prepare())
+
+
 @asset(partitions_def=days)
 def daily(context) -> str:
     return context.partition_key
 
 
-defs = Definitions(jobs=[resumable, long_running, opted_out], assets=[daily])
+defs = Definitions(jobs=[resumable, long_running, opted_out, training, prepare_then_fail], assets=[daily])
