@@ -140,13 +140,16 @@ class Relay:
 
         A run ends when its last outcome is relayed; the job that reported it is usually still
         exiting. Draining reports its accounting and relays any last events. The run waits on
-        this, so it asks Slurm itself, not the shared snapshot, soon and then less often.
+        this, so it looks soon and then less often, through the relay's status: with many runs
+        ending every minute, each asking Slurm itself would load the controller in proportion to
+        the number of runs, where the shared snapshot costs one query per interval for them all
+        (and a run ends at most an interval later).
         """
         deadline = time.monotonic() + timeout
         wait = JOURNAL_INTERVAL / 2
         while any(not s.drained for s in self.steps.values()) and time.monotonic() < deadline:
             time.sleep(wait)
-            self.poll(status=self._client)
+            self.poll()
             wait = min(2 * wait, self.timing.poll_interval)
 
     def poll_if_due(self) -> None:
@@ -168,9 +171,8 @@ class Relay:
         except (SlurmError, TransportError) as exc:
             log.warning("could not cancel a lost step's job", job_id=step.job.job_id, error=str(exc))
 
-    def poll(self, status: StatusSource | None = None) -> None:
-        """Update every step's Slurm state (from ``status``, by default the relay's) and relay
-        what their journals hold."""
+    def poll(self) -> None:
+        """Update every step's Slurm state and relay what their journals hold."""
         self._last_poll = time.monotonic()
         active = [s for s in self.steps.values() if not s.drained]
         if not active:
@@ -178,7 +180,7 @@ class Relay:
         # A job squeue shows ended is asked about again until accounting has its record.
         waiting = [s for s in active if not _ended_in_accounting(s)]
         if waiting:
-            states = (status or self._status).poll([s.job for s in waiting])
+            states = self._status.poll([s.job for s in waiting])
             for step in waiting:
                 self._update_state(step, states[step.job.job_id])
         now = time.monotonic()
