@@ -115,26 +115,6 @@ def test_with_run_retries_the_retry_run_adopts_the_running_step_and_reads_its_ou
     assert any("Adopted Slurm job" in (r.event_log_entry.dagster_event.message or "") for r in engine)
 
 
-def test_a_run_terminated_by_the_user_cancels_its_jobs_ends_canceled_and_is_not_retried(deploy) -> None:
-    d = deploy(monitoring=True, retries=True)
-    run_id = d.launch("resumable")
-    job = lab.wait_until(
-        lambda: lab.job_of_step(run_id, "slow_step", {"RUNNING"}), timeout=180, what="slow_step running"
-    )
-    info = d.instance.run_launcher.get_run_worker_debug_info(d.run(run_id))
-    assert f"pid {d.worker_pid(run_id)}" in info and f"{job['job_id']} RUNNING" in info
-
-    # The path of the UI's Terminate button (GraphQL terminateRun -> instance.run_launcher).
-    assert d.instance.run_launcher.terminate(run_id)
-
-    assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
-    assert [j["state"].split()[0] for j in lab.jobs_of_step(run_id, "slow_step")] == ["CANCELLED"]
-    # The retry daemon acts on RUN_FAILURE events only (dagster/_daemon/auto_run_reexecution/
-    # event_log_consumer.py, DAGSTER_EVENT_TYPES): a canceled run records none, so none is retried.
-    assert d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records == []
-    assert d.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})) == []
-
-
 def test_terminating_while_slurm_is_down_stops_the_worker_and_the_worker_cancels_the_jobs_once_it_is_back(
     deploy, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterRunStatus
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.dagster_run import RunsFilter
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -73,10 +75,10 @@ def choose_step(browser: webdriver.Chrome, step_key: str) -> None:
     option[0].click()
 
 
-def test_a_running_steps_output_appears_in_its_logs_view_while_its_job_runs_and_terminate_cancels_the_job(
+def test_a_running_steps_output_shows_live_and_terminate_cancels_its_job_and_the_run_is_not_retried(
     deploy, browser
 ) -> None:
-    d = deploy(webserver=True)
+    d = deploy(webserver=True, retries=True)
     run_id = d.launch("training")
     job = lab.wait_until(lambda: lab.job_of_step(run_id, "train", {"RUNNING"}), 180, what="train running")
 
@@ -87,8 +89,10 @@ def test_a_running_steps_output_appears_in_its_logs_view_while_its_job_runs_and_
     wait_for_text(browser, "epoch 5/20: loss 0.200", timeout=60)
     screenshot(browser, "live-stdout")
     assert lab.job_of_step(run_id, "train", {"RUNNING"}) == job, "the lines appeared only after the job ended"
+    info = d.instance.run_launcher.get_run_worker_debug_info(d.run(run_id))
+    assert f"pid {d.worker_pid(run_id)}" in info and f"{job['job_id']} RUNNING" in info
 
-    # The Terminate button, and its confirmation: the UI's terminateRuns mutation.
+    # The Terminate button and its confirmation send the UI's terminateRuns mutation.
     browser.find_element(By.XPATH, "//button[.='Terminate']").click()
     confirm = lab.wait_until(
         lambda: browser.find_elements(By.XPATH, "//*[@role='dialog']//button[contains(., 'Terminate')]"),
@@ -98,6 +102,10 @@ def test_a_running_steps_output_appears_in_its_logs_view_while_its_job_runs_and_
     confirm[-1].click()
     assert d.wait_for_status(run_id, {DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE}) == DagsterRunStatus.CANCELED
     assert [j["state"].split()[0] for j in lab.jobs_of_step(run_id, "train")] == ["CANCELLED"]
+    # The retry daemon acts on RUN_FAILURE events only (dagster/_daemon/auto_run_reexecution/
+    # event_log_consumer.py, DAGSTER_EVENT_TYPES): a canceled run records none, so none is retried.
+    assert d.instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records == []
+    assert d.instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id})) == []
 
 
 def test_the_run_page_shows_each_steps_slurm_job_state_node_accounting_and_a_failed_steps_cause(
