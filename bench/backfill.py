@@ -11,7 +11,9 @@ database). Run on the lab cluster, as root (after `sudo deploy/lab/up` and
 Prints, from one run of each: the Slurm deployment's controller status RPCs per minute
 (squeue and scontrol: REQUEST_JOB_[USER_]INFO, sdiag) with 1 run at a time and with CONCURRENT runs at a time, and their
 ratio; wall times of the backfill on Slurm and with the multiprocess executor and the default
-run launcher; Slurm jobs per step; failed runs; SSH logins; peak memory of the run workers.
+run launcher; Slurm jobs per step; failed runs; SSH logins; peak memory of the run workers and of
+all Dagster processes on the host (daemon, code server, run workers; the steps' processes too
+under the multiprocess executor).
 """
 
 import os
@@ -68,6 +70,8 @@ def main(partitions: int, concurrent: int) -> None:
     print(f"SSH logins for the backfill             {many['logins']:8d}")
     print(f"run worker peak RSS, largest            {many['worker_peak_mib']:8.0f} MiB")
     print(f"run workers' RSS together, peak         {many['workers_peak_mib']:8.0f} MiB")
+    print(f"Dagster host's processes, peak RSS      {many['host_peak_mib']:8.0f} MiB")
+    print(f"  the same, multiprocess executor       {local['host_peak_mib']:8.0f} MiB")
 
 
 def backfill(code: Path, partitions: int, concurrent: int, slurm: bool, window: float | None = None) -> dict:
@@ -123,6 +127,7 @@ def backfill(code: Path, partitions: int, concurrent: int, slurm: bool, window: 
             f"({sum(per_step.values())} jobs for {len(per_step)} steps)",
             "worker_peak_mib": memory.largest / 1024,
             "workers_peak_mib": memory.total / 1024,
+            "host_peak_mib": memory.host / 1024,
         }
 
 
@@ -168,17 +173,24 @@ class MemorySampler:
     """Peak RSS of run workers (each, and all together), sampled every second."""
 
     def __init__(self) -> None:
-        self.largest = self.total = 0
+        self.largest = self.total = self.host = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            out = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True).stdout
-            sizes = [int(line.split()[0]) for line in out.splitlines() if "launcher.run_worker" in line]
+            out = subprocess.run(["ps", "-eo", "rss=,user=,args="], capture_output=True, text=True).stdout
+            rows = [line.split(maxsplit=2) for line in out.splitlines()]
+            sizes = [int(rss) for rss, _, args in rows if "launcher.run_worker" in args]
             self.largest = max(self.largest, max(sizes, default=0))
             self.total = max(self.total, sum(sizes))
+            # The Dagster host's side: daemon, its code server, run workers (or, without
+            # Slurm, the steps' processes); not the steps on the cluster (the cluster user's).
+            host = [
+                int(rss) for rss, user, args in rows if user == "root" and "dagster" in args and __file__ not in args
+            ]
+            self.host = max(self.host, sum(host))
 
     def stop(self) -> None:
         self._stop.set()

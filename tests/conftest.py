@@ -63,7 +63,7 @@ JOBS = Path(__file__).parent / "jobs"
 def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
     """A throwaway SQLite instance for runs executed in the test's own process: what these tests
     check does not depend on the storage. Deployments (daemon, run workers, webserver) run on
-    the lab's PostgreSQL: see test_deployment.py."""
+    the lab's PostgreSQL: see tests/deployment.py."""
     home = tmp_path / "dagster_home"
     home.mkdir(mode=0o700)
     with instance_for_test(temp_dir=str(home)) as instance:

@@ -3,7 +3,6 @@ PostgreSQL, a dagster-daemon, the code location from a Python file or a gRPC cod
 (for the UI's tests) a dagster-webserver."""
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -82,19 +81,6 @@ class Deployment:
     def worker_pid(self, run_id: str) -> int:
         return int(self.run(run_id).tags[PID_TAG])
 
-    def graphql(self, query: str, variables: dict) -> dict:
-        """What the UI sends: one GraphQL request to the webserver, its ``data``."""
-        assert self.webserver_url is not None, "deploy(webserver=True)"
-        request = urllib.request.Request(
-            f"{self.webserver_url}/graphql",
-            data=json.dumps({"query": query, "variables": variables}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.load(response)
-        assert "errors" not in answer, answer["errors"]
-        return answer["data"]
-
 
 def deployment_config(
     *, database: str, monitoring: bool, retries: bool, max_concurrent_runs: int, heartbeat_timeout: float
@@ -136,6 +122,8 @@ def deploy(tmp_path: Path, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> I
             max_concurrent_runs=max_concurrent_runs,
             heartbeat_timeout=heartbeat_timeout,
         )
+        if webserver:
+            config["nux"] = {"enabled": False}  # no "join the community" dialog over the run page
         (home / "dagster.yaml").write_text(yaml.safe_dump(config))
         location = {"python_file": {"relative_path": "deployment.py", "working_directory": str(code_dir)}}
         if code_server:

@@ -67,10 +67,10 @@ def sshd_logins() -> int:
 
 
 def controller_job_info_rpcs() -> int:
-    """REQUEST_JOB_[USER_]INFO(_SINGLE) RPCs slurmctld has served (sdiag): squeue and scontrol
-    calls (``squeue --user`` is a REQUEST_JOB_USER_INFO)."""
+    """REQUEST_JOB_INFO(_SINGLE) RPCs slurmctld has served (sdiag): ``squeue --jobs`` and scontrol
+    calls. Not ``squeue --user`` (REQUEST_JOB_USER_INFO), which run workers share."""
     out = subprocess.run(["sdiag"], check=True, capture_output=True, text=True).stdout
-    return sum(int(n) for n in re.findall(r"REQUEST_JOB_(?:USER_)?INFO(?:_SINGLE)?\s+\(\s*\d+\)\s+count:(\d+)", out))
+    return sum(int(n) for n in re.findall(r"REQUEST_JOB_INFO(?:_SINGLE)?\s+\(\s*\d+\)\s+count:(\d+)", out))
 
 
 def dbd_job_queries() -> int | None:

@@ -36,9 +36,9 @@ def opted_out():
 
 @op
 def train() -> None:
-    # A training step's progress, one line every 2 s for 40 s: what a user watches live.
-    for epoch in range(1, 21):
-        print(f"epoch {epoch}/20: loss {1 / epoch:.3f}")
+    # A training step's progress, one line every 2 s for 10 minutes: what a user watches live.
+    for epoch in range(1, 301):
+        print(f"epoch {epoch}/300: loss {1 / epoch:.3f}")
         time.sleep(2)
 
 
