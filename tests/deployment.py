@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,45 +150,40 @@ def deploy(tmp_path: Path, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> I
 def start_code_server(code_dir: Path, home: Path) -> Iterator[int]:
     """A gRPC code server for ``deployment.py``, as a site runs one: its port."""
     port = free_port()
-    dagster, log = BIN / "dagster", open(home / "code-server.log", "ab")  # noqa: SIM115
-    argv = [str(dagster), "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-f", "deployment.py"]
-    server = subprocess.Popen(
+    dagster = str(BIN / "dagster")
+    argv = [dagster, "code-server", "start", "-h", "127.0.0.1", "-p", str(port), "-f", "deployment.py"]
+    health = [dagster, "api", "grpc-health-check", "-p", str(port)]
+    with serving(
         [*argv, "--working-directory", str(code_dir)],
-        cwd=code_dir,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=log,
-        stderr=log,
-    )
-    health = [str(dagster), "api", "grpc-health-check", "-p", str(port)]
-    lab.wait_until(lambda: subprocess.run(health, capture_output=True).returncode == 0, 120, what="code server")
-    try:
+        code_dir,
+        home,
+        "code-server.log",
+        ready=lambda: subprocess.run(health, capture_output=True).returncode == 0,
+    ):
         yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
 
 
 @contextlib.contextmanager
 def start_webserver(workspace: Path, home: Path) -> Iterator[str]:
     """dagster-webserver on a free loopback port, as a site runs it: its URL."""
     port = free_port()
-    log = open(home / "webserver.log", "ab")  # noqa: SIM115  # the webserver's for its lifetime
-    server = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)],
-        cwd=workspace.parent,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=log,
-        stderr=log,
-    )
     url = f"http://127.0.0.1:{port}"
-    lab.wait_until(lambda: answers(f"{url}/server_info"), 120, what="webserver")
-    try:
+    argv = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
+    with serving(argv, workspace.parent, home, "webserver.log", ready=lambda: answers(f"{url}/server_info")):
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path, home: Path, log_name: str, ready: Callable[[], bool]) -> Iterator[None]:
+    """A server of the deployment in ``home``, logging there, from ``ready`` until stopped."""
+    with open(home / log_name, "ab") as log:
+        server = subprocess.Popen(argv, cwd=cwd, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=log, stderr=log)
+        try:
+            lab.wait_until(ready, 120, what=log_name)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
 
 def free_port() -> int:
