@@ -143,7 +143,7 @@ class Relay:
         this, so it looks soon and then less often, through the relay's status: with many runs
         ending every minute, each asking Slurm itself would load the controller in proportion to
         the number of runs, where the shared snapshot costs one query per interval for them all
-        (and a run ends at most an interval later).
+        (and a run ends one to two intervals after its last job, not about a second).
         """
         deadline = time.monotonic() + timeout
         wait = JOURNAL_INTERVAL / 2
