@@ -26,8 +26,10 @@ def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int
     client, transport = cluster.client, cluster.client.transport
     user = f"{settings.user}@" if settings.user else ""
     where = f"ssh {user}{settings.host}" if settings.transport == "ssh" else "local"
-    version = transport.run("sbatch --version").stdout.strip()
-    print(f"transport  {where}: {version or 'sbatch not found'}")
+    first = transport.run("sbatch --version")
+    print(f"transport  {where}: {first.stdout.strip() or 'sbatch not found'}")
+    if first.shell_noise.strip():
+        print(_shell_noise_warning(first.shell_noise))
     out_dir = f"{cluster.remote_base_dir}/check"
     transport.run(f"umask 077 && mkdir -p {shlex.quote(out_dir)}")
     options = {
@@ -44,7 +46,8 @@ def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int
     if info is None:
         return 1
     output_file = shlex.quote(f"{out_dir}/{job.job_id}.out")
-    output = transport.run(f"cat {output_file}; rm -f {output_file}").stdout.strip()
+    # The job's login shell may print its start-up files' banner first: the probe's line is last.
+    output = (transport.run(f"cat {output_file}; rm -f {output_file}").stdout.strip().splitlines() or [""])[-1]
     rss = f"{info.max_rss_bytes / 2**20:.1f} MiB" if info.max_rss_bytes is not None else "n/a"
     efficiency = f"{info.cpu_efficiency:.0%}" if info.cpu_efficiency is not None else "n/a"
     exit_code = ":".join(map(str, info.exit_code)) if info.exit_code else "n/a"
@@ -62,6 +65,17 @@ def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int
         )
         return 1
     return 0
+
+
+def _shell_noise_warning(noise: str) -> str:
+    shown = "".join(f"             | {line}\n" for line in noise.strip().splitlines()[:5])
+    return (
+        "warning    the cluster user's shell start-up files print for non-interactive commands:\n"
+        f"{shown}"
+        "           dagster-slurm ignores it, but it shows at the top of every step's stdout and breaks\n"
+        "           scp, sftp and rsync. Fix: make `[[ $- == *i* ]] || return` the first line of\n"
+        "           ~/.bashrc on the cluster (and of any file that prints, as ~/.profile)."
+    )
 
 
 def _wait(client: SlurmClient, job: SubmittedJob, timeout: float, poll_interval: float) -> JobInfo | None:

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pwd
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -186,3 +187,10 @@ def test_workers_on_one_host_take_turns_logging_in(tmp_path: Path) -> None:
         results = list(pool.map(lambda t: t.run("echo ok").stdout, transports))
     assert results == ["ok\n"] * 40
     assert sshd_drops() == drops
+
+
+def test_the_cluster_users_noisy_start_up_files_never_reach_a_commands_output(ssh: SSHTransport) -> None:
+    # The lab's ~/.bashrc prints a banner on stdout and a module warning on stderr, as sites' do.
+    result = ssh.run('printf %s "$HOME"')
+    assert result.stdout == pwd.getpwnam(lab.cluster_user()).pw_dir and result.stderr == ""
+    assert "Welcome to the lab cluster" in result.shell_noise and "module: warning" in result.shell_noise

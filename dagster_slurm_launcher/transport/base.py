@@ -21,6 +21,9 @@ class CommandResult:
     output: bytes
     """stdout as the command wrote it: file contents are bytes, whatever their encoding."""
     stderr: str
+    shell_noise: str = ""
+    """What the cluster user's shell start-up files printed around the command (stdout, then
+    stderr); not part of ``output`` or ``stderr``."""
 
     @property
     def ok(self) -> bool:

@@ -24,6 +24,7 @@ from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.retry import RetryDeadlineExceeded, backoff
 from dagster_slurm_launcher.settings import ENV_PREFIX, SlurmSettings
 from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
+from dagster_slurm_launcher.transport.framing import Framed, frame, framed_result
 
 log = get_logger(__name__)
 
@@ -59,10 +60,11 @@ class SSHTransport(Transport):
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 600.0) -> CommandResult:
         deadline = time.monotonic() + self._settings.reconnect_timeout
+        framed = frame(_without_eof(command, stdin))
         with self._channels:
-            chan = self._start(_without_eof(command, stdin), deadline)
+            chan = self._start(framed.command, deadline)
             try:
-                return self._finish(chan, command, stdin, timeout)
+                return self._finish(chan, command, framed, stdin, timeout)
             finally:
                 chan.close()
 
@@ -94,7 +96,9 @@ class SSHTransport(Transport):
                 _backoff(attempt, deadline, f"could not start a command on {self._target}", exc)
                 attempt += 1
 
-    def _finish(self, chan: paramiko.Channel, command: str, stdin: bytes | None, timeout: float) -> CommandResult:
+    def _finish(
+        self, chan: paramiko.Channel, command: str, framed: Framed, stdin: bytes | None, timeout: float
+    ) -> CommandResult:
         chan.settimeout(timeout)
         stderr: list[bytes] = []
         # stderr is drained beside stdout: an unread stream would stall the shared window.
@@ -116,9 +120,7 @@ class SSHTransport(Transport):
             ) from exc
         if status == -1:
             raise CommandInterrupted(f"connection to {self._target} closed before the command ended: {command}")
-        return CommandResult(
-            command=command, exit_code=status, output=stdout, stderr=b"".join(stderr).decode("utf-8", "replace")
-        )
+        return framed_result(framed, command, status, stdout, b"".join(stderr))
 
     def _transport(self, deadline: float) -> paramiko.Transport:
         with self._lock:
