@@ -22,8 +22,10 @@ class SlurmSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
-    transport: Literal["ssh", "local"] = Field(
-        "ssh", description="`ssh` to a login node, or `local` when Dagster runs on one."
+    transport: Literal["ssh", "openssh", "local"] = Field(
+        "ssh",
+        description="`ssh` to a login node; `openssh` over an OpenSSH master connection you opened "
+        "(sites with a second factor); `local` when Dagster runs on a login node.",
     )
     host: str | None = Field(None, description="Login node, or a Host alias from ~/.ssh/config.")
     port: int | None = Field(None, ge=1, le=65535, description="SSH port (default: ssh config, else 22).")
@@ -34,6 +36,11 @@ class SlurmSettings(BaseSettings):
     )
     password: SecretStr | None = Field(None, description="Password or key passphrase; never logged.")
     jump_host: str | None = Field(None, description="Bastion to reach the login node through (user@host:port).")
+    control_path: str | None = Field(
+        None,
+        description="The master connection's socket (transport `openssh`), as ssh's -S takes it: "
+        "`~/.ssh/cm-%r@%h:%p`, say.",
+    )
     ssh_control_dir: Path = Field(
         Path("~/.ssh/dagster-slurm"),
         description="Where processes on this host coordinate: SSH logins, and shared Slurm status queries.",
@@ -62,10 +69,15 @@ class SlurmSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _ssh_needs_host(self) -> "SlurmSettings":
-        if self.transport == "ssh" and not self.host:
+        if self.transport != "local" and not self.host:
             raise ValueError(
-                f"{ENV_PREFIX}HOST is required with {ENV_PREFIX}TRANSPORT=ssh "
+                f"{ENV_PREFIX}HOST is required with {ENV_PREFIX}TRANSPORT={self.transport} "
                 f"(or set {ENV_PREFIX}TRANSPORT=local on the login node)"
+            )
+        if self.transport == "openssh" and not self.control_path:
+            raise ValueError(
+                f"{ENV_PREFIX}CONTROL_PATH is required with {ENV_PREFIX}TRANSPORT=openssh: the socket "
+                "of the master connection you opened (`ssh -fNM -S <socket> <host>`)"
             )
         return self
 

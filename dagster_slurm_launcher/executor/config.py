@@ -54,13 +54,16 @@ CONFIG_SCHEMA = {
     "connection": Field(
         Shape(
             {
-                "transport": _opt(StringSource, "`ssh` or `local` (default DAGSTER_SLURM_TRANSPORT)."),
+                "transport": _opt(StringSource, "`ssh`, `openssh` or `local` (default DAGSTER_SLURM_TRANSPORT)."),
                 "host": _opt(StringSource, "Login node or ssh config alias (default DAGSTER_SLURM_HOST)."),
                 "port": _opt(IntSource, "SSH port (default DAGSTER_SLURM_PORT)."),
                 "user": _opt(StringSource, "Cluster user (default DAGSTER_SLURM_USER)."),
                 "key_file": _opt(StringSource, "Private key (default DAGSTER_SLURM_KEY_FILE)."),
                 "known_hosts": _opt(StringSource, "known_hosts file (default DAGSTER_SLURM_KNOWN_HOSTS)."),
                 "jump_host": _opt(StringSource, "Bastion (default DAGSTER_SLURM_JUMP_HOST)."),
+                "control_path": _opt(
+                    StringSource, "OpenSSH master socket, transport `openssh` (default DAGSTER_SLURM_CONTROL_PATH)."
+                ),
             }
         ),
         is_required=False,

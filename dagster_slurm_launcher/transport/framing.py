@@ -20,6 +20,11 @@ class Framed:
     command: str
     marker: bytes
 
+    def finished(self, output: bytes) -> bool:
+        """Whether the command ran to its end: the closing marker follows the opening one."""
+        start = output.find(self.marker + b"\n")
+        return start >= 0 and output.rfind(self.marker) > start
+
     def split(self, output: bytes) -> tuple[bytes, bytes]:
         """``(what the command wrote, what the shell printed around it)``.
 

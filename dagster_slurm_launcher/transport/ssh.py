@@ -24,6 +24,7 @@ from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.retry import RetryDeadlineExceeded, backoff
 from dagster_slurm_launcher.settings import ENV_PREFIX, SlurmSettings
 from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
+from dagster_slurm_launcher.transport.certificates import CertificateInvalid, invalid_certificate
 from dagster_slurm_launcher.transport.framing import Framed, frame, framed_result
 
 log = get_logger(__name__)
@@ -36,6 +37,19 @@ KEEPALIVE_SECONDS = 15
 # Errors that mean "try again later": sshd down or restarting, or dropping the connection
 # under MaxStartups (many run workers logging in at once), or a broken network path.
 _TRANSIENT = (NoValidConnectionsError, socket.timeout, ConnectionError, EOFError, OSError)
+
+
+class SecondFactorRequired(paramiko.AuthenticationException):
+    """The login node asked for more than the key (a one-time password, a push)."""
+
+
+class _UnattendedTransport(paramiko.Transport):
+    """Never prompts: paramiko answers a keyboard-interactive request after the key by printing
+    the prompt and reading this process's stdin (``SSHClient._auth``), which in a run worker is
+    nobody, or a terminal that is not the user's."""
+
+    def auth_interactive_dumb(self, username: str, handler: object = None, submethods: str = "") -> list[str]:
+        raise SecondFactorRequired("the login node asks for a second factor after the key")
 
 
 class SSHTransport(Transport):
@@ -135,6 +149,16 @@ class SSHTransport(Transport):
                     self._conn = self._connect()
                     assert self._conn.transport is not None
                     return self._conn.transport
+                except CertificateInvalid as exc:
+                    # Renewed on disk by the user or the site's agent: the next login uses it.
+                    _backoff(
+                        attempt,
+                        deadline,
+                        f"could not log in to {self._target}",
+                        exc,
+                        waiting_for="a renewed certificate",
+                    )
+                    attempt += 1
                 except (paramiko.SSHException, *_TRANSIENT) as exc:
                     if isinstance(exc, (paramiko.BadHostKeyException, paramiko.AuthenticationException)):
                         raise self._permanent_error(exc) from None
@@ -152,7 +176,7 @@ class SSHTransport(Transport):
     def _connect(self) -> Connection:
         s = self._settings
         config = Config()  # loads ~/.ssh/config: Host aliases, ProxyJump, IdentityFile, Port, User
-        connect_kwargs: dict[str, object] = {}
+        connect_kwargs: dict[str, object] = {"transport_factory": _UnattendedTransport}
         if s.key_file:
             connect_kwargs["key_filename"] = str(s.key_file.expanduser())
         if s.password:
@@ -176,7 +200,14 @@ class SSHTransport(Transport):
             self._pin_host_keys(hop.client)
             hop = hop.gateway
         with self._login_gate(conn):
-            conn.open()
+            try:
+                conn.open()
+            except paramiko.AuthenticationException as exc:
+                key_files = conn.connect_kwargs.get("key_filename") or []
+                invalid = invalid_certificate([key_files] if isinstance(key_files, str) else key_files)
+                if invalid is None:
+                    raise
+                raise invalid from exc
         assert conn.transport is not None
         conn.transport.set_keepalive(KEEPALIVE_SECONDS)
         self.connections_opened += 1
@@ -227,6 +258,12 @@ class SSHTransport(Transport):
                 "This is what a man-in-the-middle looks like; if your admins confirm the key changed, "
                 f"remove the old entry with `ssh-keygen -R '{host_spec}' -f {known_hosts}` and add the new one."
             )
+        if isinstance(exc, SecondFactorRequired):
+            return TransportError(
+                f"{self._target} asks every new login for a second factor, which a process cannot give. "
+                f"Log in once yourself into an OpenSSH master connection and set {ENV_PREFIX}TRANSPORT=openssh "
+                f"and {ENV_PREFIX}CONTROL_PATH (the README's section on sites with MFA shows how)"
+            )
         if isinstance(exc, paramiko.AuthenticationException):
             return TransportError(
                 f"authentication to {self._target} failed ({exc}); check {ENV_PREFIX}USER and "
@@ -261,10 +298,12 @@ def _drain(recv: Callable[[int], bytes]) -> bytes:
     return b"".join(chunks)
 
 
-def _backoff(attempt: int, deadline: float, what: str, exc: BaseException) -> None:
+def _backoff(attempt: int, deadline: float, what: str, exc: BaseException, waiting_for: str = "") -> None:
     try:
-        backoff(attempt, deadline, what, repr(exc))
+        backoff(attempt, deadline, what, str(exc) if waiting_for else repr(exc))
     except RetryDeadlineExceeded:
+        if waiting_for:
+            raise TransportError(f"{what}: {exc}; waited {ENV_PREFIX}RECONNECT_TIMEOUT for {waiting_for}") from exc
         raise TransportError(
             f"{what}: {exc!r}; gave up after retrying for {ENV_PREFIX}RECONNECT_TIMEOUT. "
             "Check that the login node is reachable and sshd is running."

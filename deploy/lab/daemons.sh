@@ -89,6 +89,15 @@ start_sshd() {
     log "started sshd on 127.0.0.1:$LAB_SSH_PORT (login node's view of $home caching: $cache)"
 }
 
+# The login node with a second factor: no caching view, as its tests only run commands.
+start_sshd_mfa() {
+    pid_alive sshd-mfa && return
+    install -d -m 0755 /run/sshd
+    /usr/sbin/sshd -f "$LAB_DIR/ssh/sshd_mfa_config" -E "$LOG_DIR/sshd-mfa.log"
+    wait_for sshd-mfa 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$LAB_SSH_MFA_PORT"
+    log "started sshd on 127.0.0.1:$LAB_SSH_MFA_PORT (a second factor after the key)"
+}
+
 # The node is usable once slurmctld sees it idle (it may be down after a restart while
 # slurmd re-registers).
 wait_node_idle() {

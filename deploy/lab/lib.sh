@@ -7,6 +7,7 @@ set -euo pipefail
 LAB_DIR=${DAGSTER_SLURM_LAB_DIR:-/var/lib/dagster-slurm-lab}
 LAB_USER=${DAGSTER_SLURM_LAB_USER:-dslab}
 LAB_SSH_PORT=${DAGSTER_SLURM_LAB_SSH_PORT:-2222}
+LAB_SSH_MFA_PORT=${DAGSTER_SLURM_LAB_SSH_MFA_PORT:-2223}
 LAB_VENV=${DAGSTER_SLURM_LAB_VENV:-/opt/dagster-slurm-lab/venv}
 # Stands for the cluster's shared filesystem: code locations and IO manager files the
 # cluster user can read (and, under io/ and markers/, write).
@@ -32,7 +33,7 @@ pid_alive() {
     pid=$(cat "$f")
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     case "$1:$comm" in
-        mariadb:mariadbd|mariadb:mysqld|postgres:postgres|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd|login-view:bindfs|demo-daemon:dagster-daemon|demo-webserver:dagster-webserv|demo-code-server:dagster) return 0 ;;
+        mariadb:mariadbd|mariadb:mysqld|postgres:postgres|munged:munged|slurmdbd:slurmdbd|slurmctld:slurmctld|slurmd:slurmd|sshd:sshd|sshd-mfa:sshd|login-view:bindfs|demo-daemon:dagster-daemon|demo-webserver:dagster-webserv|demo-code-server:dagster) return 0 ;;
         *) return 1 ;;
     esac
 }

@@ -16,5 +16,10 @@ def _program(name: str) -> str:
 
 
 def command(name: str, *args: str) -> str:
-    """The shell command that runs program ``name`` with ``args`` (``$0`` is the name)."""
-    return shlex.join(["bash", "-c", _program(name), name, *args])
+    """The shell command that runs program ``name`` with ``args`` (``$0`` is the name).
+
+    ``--norc``: bash reads ``~/.bashrc`` even when not interactive if it believes sshd started it
+    (stdin a socket, or SSH_CLIENT set, at shell level 1), which a program started as the
+    command's last word is; what the file prints would land inside the program's output.
+    """
+    return shlex.join(["bash", "--norc", "-c", _program(name), name, *args])
