@@ -44,7 +44,7 @@ def test_an_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_an_unknown_transport_names_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAGSTER_SLURM_TRANSPORT", "rsh")
-    with pytest.raises(SettingsError, match=r"DAGSTER_SLURM_TRANSPORT.*'ssh' or 'local'"):
+    with pytest.raises(SettingsError, match=r"DAGSTER_SLURM_TRANSPORT.*'ssh', 'openssh' or 'local'"):
         load_settings()
 
 
@@ -70,4 +70,11 @@ def test_the_poll_interval_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DAGSTER_SLURM_HOST", "login1")
     monkeypatch.setenv("DAGSTER_SLURM_POLL_INTERVAL", "0")
     with pytest.raises(SettingsError, match="DAGSTER_SLURM_POLL_INTERVAL"):
+        load_settings()
+
+
+def test_the_openssh_transport_requires_the_master_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_SLURM_TRANSPORT", "openssh")
+    monkeypatch.setenv("DAGSTER_SLURM_HOST", "login.example.org")
+    with pytest.raises(SettingsError, match=r"DAGSTER_SLURM_CONTROL_PATH is required .*`ssh -fNM -S"):
         load_settings()
