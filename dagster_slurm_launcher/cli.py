@@ -1,108 +1,112 @@
-"""``dagster-slurm``: command-line checks of a site's Slurm configuration."""
+"""``dagster-slurm``: check a site, list a run's Slurm jobs, clean up finished runs' folders."""
 
 import argparse
-import shlex
+import json
 import sys
-import time
-import uuid
+import textwrap
+from datetime import timedelta
+
+from dagster import DagsterInstance
 
 from dagster_slurm_launcher.connect import connect
-from dagster_slurm_launcher.executor.config import DEFAULT_OPTIONS, NO_EXPORT
-from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
-from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SlurmError, SubmittedJob
-from dagster_slurm_launcher.transport import SSHTransport, TransportError
-
-# Runs on a compute node as steps do (a login shell, nothing of this process's environment):
-# proves the configured Python exists there and has this package.
-_PROBE = """#!/bin/bash -l
-{python} -c 'import sys, dagster_slurm_launcher as p
-print(sys.executable, sys.version.split()[0], "dagster_slurm_launcher", p.__version__)'
-"""
+from dagster_slurm_launcher.doctor import Finding, examine
+from dagster_slurm_launcher.housekeeping import UnknownRun, lineage_jobs, plan_cleanup, remove_folders
+from dagster_slurm_launcher.settings import SettingsError, load_settings
+from dagster_slurm_launcher.slurm import SlurmError
+from dagster_slurm_launcher.transport import TransportError
 
 
-def check(settings: SlurmSettings, partition: str | None, timeout: float) -> int:
-    """Connect, submit one probe job, wait for it and print what Slurm accounted; 0 if all worked."""
+def check(partition: str | None, timeout: float, as_json: bool) -> int:
+    """Check the site with the ``DAGSTER_SLURM_*`` settings; 1 if any check found a problem."""
+    from dagster_slurm_launcher import __version__
+
+    settings = load_settings()
     cluster = connect(settings)
-    client, transport = cluster.client, cluster.client.transport
-    user = f"{settings.user}@" if settings.user else ""
-    where = f"ssh {user}{settings.host}" if settings.transport == "ssh" else "local"
-    first = transport.run("sbatch --version")
-    print(f"transport  {where}: {first.stdout.strip() or 'sbatch not found'}")
-    if first.shell_noise.strip():
-        print(_shell_noise_warning(first.shell_noise))
-    out_dir = f"{cluster.remote_base_dir}/check"
-    transport.run(f"umask 077 && mkdir -p {shlex.quote(out_dir)}")
-    options = {
-        **DEFAULT_OPTIONS,
-        **NO_EXPORT,
-        "output": f"{out_dir}/%j.out",
-        "time": "00:05:00",
-        "partition": partition,
-    }
-    probe = _PROBE.format(python=shlex.quote(settings.python))
-    job = client.submit(probe, f"dagster-slurm-check-{uuid.uuid4().hex[:8]}", options)
-    print(f"submitted  job {job.job_id} ({job.name})")
-    info = _wait(client, job, timeout, settings.poll_interval)
-    if info is None:
-        return 1
-    output_file = shlex.quote(f"{out_dir}/{job.job_id}.out")
-    # The job's login shell may print its start-up files' banner first: the probe's line is last.
-    output = (transport.run(f"cat {output_file}; rm -f {output_file}").stdout.strip().splitlines() or [""])[-1]
-    rss = f"{info.max_rss_bytes / 2**20:.1f} MiB" if info.max_rss_bytes is not None else "n/a"
-    efficiency = f"{info.cpu_efficiency:.0%}" if info.cpu_efficiency is not None else "n/a"
-    exit_code = ":".join(map(str, info.exit_code)) if info.exit_code else "n/a"
-    print(
-        f"finished   {info.state} exit {exit_code} on {info.node_list} after {info.elapsed}; "
-        f"MaxRSS {rss}, CPU efficiency {efficiency}"
-    )
-    print(f"python     {output or '(no output)'}")
-    if isinstance(transport, SSHTransport):
-        print(f"ssh        {transport.connections_opened} connection(s) opened")
-    if not info.succeeded:
-        print(
-            f"problem    the probe failed: is {settings.python} (DAGSTER_SLURM_PYTHON) on the compute nodes, "
-            "with dagster_slurm_launcher installed?"
+    findings: list[Finding] = []
+    for finding in examine(cluster, __version__, partition, timeout):
+        findings.append(finding)
+        if not as_json:
+            print(_line(finding), flush=True)
+    if as_json:
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+    return 1 if any(f.status == "problem" for f in findings) else 0
+
+
+def jobs(run_id: str) -> int:
+    """Print the Slurm jobs of ``run_id``'s lineage."""
+    cluster = connect(load_settings())
+    rows = [("JOB ID", "STATE", "EXIT", "ELAPSED", "NODE", "STEP", "SUBMITTED BY RUN")]
+    for job in lineage_jobs(DagsterInstance.get(), cluster, run_id):
+        info = job.info
+        exit_code = ":".join(map(str, info.exit_code)) if info.exit_code else ""
+        elapsed = str(info.elapsed) if info.elapsed is not None else ""
+        rows.append(
+            (info.job_id, info.state, exit_code, elapsed, info.node_list or "", job.step_key, job.run_id or "?")
         )
-        return 1
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
     return 0
 
 
-def _shell_noise_warning(noise: str) -> str:
-    shown = "".join(f"             | {line}\n" for line in noise.strip().splitlines()[:5])
-    return (
-        "warning    the cluster user's shell start-up files print for non-interactive commands:\n"
-        f"{shown}"
-        "           dagster-slurm ignores it, but it shows at the top of every step's stdout and breaks\n"
-        "           scp, sftp and rsync. Fix: make `[[ $- == *i* ]] || return` the first line of\n"
-        "           ~/.bashrc on the cluster (and of any file that prints, as ~/.profile)."
+def cleanup(older_than: timedelta, dry_run: bool) -> int:
+    """Remove the cluster folders of lineages whose runs all ended ``older_than`` ago."""
+    cluster = connect(load_settings())
+    verdicts = plan_cleanup(DagsterInstance.get(), cluster, older_than)
+    doomed = [v.folder for v in verdicts if v.remove]
+    if not dry_run:
+        remove_folders(cluster, doomed)
+    for verdict in verdicts:
+        action = ("would remove" if dry_run else "removed") if verdict.remove else "kept"
+        print(f"{action:12} {verdict.folder}: {verdict.reason}")
+    print(f"{len(doomed)} of {len(verdicts)} lineage folder(s) {'to remove' if dry_run else 'removed'}")
+    return 0
+
+
+def _age(text: str) -> timedelta:
+    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age: write a number and a unit, as 7d, 12h, 30m or 2w")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+def _line(finding: Finding) -> str:
+    text = textwrap.fill(
+        finding.detail, 110, initial_indent=f"{finding.status:8} {finding.check:17} ", subsequent_indent=" " * 27
     )
-
-
-def _wait(client: SlurmClient, job: SubmittedJob, timeout: float, poll_interval: float) -> JobInfo | None:
-    """The job's accounting once it ended; None (and the job cancelled) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (info := client.poll([job])[job.job_id]).is_terminal:
-        if time.monotonic() > deadline:
-            client.cancel([job.job_id])
-            reason = info.reason or "no reason"
-            print(f"timeout    job {job.job_id} still {info.state} ({reason}) after {timeout:.0f}s; cancelled")
-            return None
-        time.sleep(min(poll_interval, 2.0))
-    return info
+    if finding.fix:
+        text += "\n" + textwrap.fill(f"fix: {finding.fix}", 110, initial_indent=" " * 27, subsequent_indent=" " * 32)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dagster-slurm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    check_parser = commands.add_parser("check", help="submit a probe job with the DAGSTER_SLURM_* settings and report")
+    check_parser = commands.add_parser(
+        "check", help="check the site with the DAGSTER_SLURM_* settings: login node, filesystem, a probe job"
+    )
     check_parser.add_argument("--partition", help="partition for the probe (default: the cluster's default)")
     check_parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for the probe (default 300)"
     )
+    check_parser.add_argument("--json", action="store_true", help="print the findings as JSON, for scripts")
+    jobs_parser = commands.add_parser("jobs", help="list the Slurm jobs of a run and of its retries and re-executions")
+    jobs_parser.add_argument("run_id", help="a run id from the instance at DAGSTER_HOME")
+    cleanup_parser = commands.add_parser(
+        "cleanup", help="remove the cluster folders of lineages whose runs all ended long enough ago"
+    )
+    cleanup_parser.add_argument(
+        "--older-than", type=_age, required=True, help="age of the lineage's last end: 7d, 12h, 30m, 2w"
+    )
+    cleanup_parser.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
     args = parser.parse_args(argv)
     try:
-        return check(load_settings(), args.partition, args.timeout)
-    except (SettingsError, TransportError, SlurmError) as exc:
+        if args.command == "jobs":
+            return jobs(args.run_id)
+        if args.command == "cleanup":
+            return cleanup(args.older_than, args.dry_run)
+        return check(args.partition, args.timeout, args.json)
+    except (SettingsError, TransportError, SlurmError, UnknownRun) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -82,6 +82,20 @@ class SSHTransport(Transport):
             finally:
                 chan.close()
 
+    def sessions_allowed(self, upto: int) -> int:
+        """How many commands sshd lets this connection run at once (its MaxSessions), up to ``upto``."""
+        transport = self._transport(time.monotonic() + self._settings.reconnect_timeout)
+        opened: list[paramiko.Channel] = []
+        try:
+            while len(opened) < upto:
+                opened.append(transport.open_session(timeout=CONNECT_TIMEOUT))
+        except paramiko.ChannelException:
+            pass
+        finally:
+            for chan in opened:
+                chan.close()
+        return len(opened)
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -1,0 +1,150 @@
+"""A lineage's Slurm jobs, and removing the cluster folders of lineages that are over.
+
+Run folders stay on the cluster after a run fails (its steps' stdout, stderr and journals are
+what a user reads to see why). Both commands start from the Dagster instance (``DAGSTER_HOME``):
+it knows which runs a lineage has, and whether each has ended.
+"""
+
+import shlex
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+from dagster_slurm_launcher.connect import Cluster
+from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
+from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, job_name, lineage_folder
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, metadata_values
+from dagster_slurm_launcher.slurm import JobInfo
+from dagster_slurm_launcher.transport import TransportError
+from dagster_slurm_launcher.transport.programs import command
+
+# DagsterRun.is_finished's complement, as a filter: anything but these may still start jobs.
+NOT_FINISHED = [
+    s
+    for s in DagsterRunStatus
+    if s not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+]
+
+
+class UnknownRun(LookupError):
+    """The instance has no run with this id."""
+
+
+@dataclass(frozen=True)
+class LineageJob:
+    """One Slurm job of a lineage: which step it ran and which run submitted it (if recorded)."""
+
+    step_key: str
+    run_id: str | None
+    info: JobInfo
+
+
+def lineage_jobs(instance: DagsterInstance, cluster: Cluster, run_id: str) -> list[LineageJob]:
+    """Every Slurm job that ``run_id``'s lineage submitted, oldest first.
+
+    Jobs are found as a resumed run finds them: by their deterministic names, for every step of
+    the lineage's plans (so a job whose submission no event recorded is listed too).
+    """
+    run = _run(instance, run_id)
+    root = root_run_id(run)
+    runs = [r for r in (instance.get_run_by_id(i) for i in lineage_run_ids(instance, run)) if r is not None]
+    step_keys = {key for r in runs for key in _step_keys(instance, r)}
+    names = {job_name(root, key): key for key in step_keys}
+    submitted_by = {
+        job_id: r.run_id
+        for r in runs
+        for _, job_id in metadata_values(instance, r.run_id, [DagsterEventType.STEP_WORKER_STARTING], SLURM_JOB_ID)
+    }
+    started = min(_created(instance, r) for r in runs)
+    found = cluster.client.find_by_name(list(names), started)
+    jobs = [
+        LineageJob(names[name], submitted_by.get(info.job_id), info) for name, infos in found.items() for info in infos
+    ]
+    return sorted(jobs, key=lambda j: (j.info.submit_time or datetime.max.replace(tzinfo=UTC), int(j.info.job_id)))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What cleanup does with one lineage folder on the cluster, and why."""
+
+    folder: str
+    remove: bool
+    reason: str
+
+
+def plan_cleanup(instance: DagsterInstance, cluster: Cluster, older_than: timedelta) -> list[Verdict]:
+    """A verdict for every lineage folder under the run folders' base: removed only if the
+    instance knows every run of the lineage as finished, the last ended ``older_than`` ago or
+    more, and no job of the lineage is still in the controller's queue."""
+    roots = _lineage_roots(cluster)
+    if not roots:
+        return []
+    queued = {i.name for i in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-") if not i.is_terminal}
+    # By each unfinished run's own root: a re-execution through the Python API lacks the root
+    # tag that get_run_group looks for.
+    unfinished = {root_run_id(r): r.run_id for r in instance.get_runs(RunsFilter(statuses=NOT_FINISHED))}
+    cutoff = time.time() - older_than.total_seconds()
+    verdicts = []
+    for root in roots:
+        folder = lineage_folder(cluster.remote_base_dir, root)
+        verdicts.append(Verdict(folder, *_judge(instance, root, queued, unfinished, cutoff)))
+    return verdicts
+
+
+def remove_folders(cluster: Cluster, folders: Sequence[str]) -> None:
+    """Remove ``folders`` (lineage folders) in one command."""
+    if not folders:
+        return
+    runs = f"{cluster.remote_base_dir}/runs"
+    result = cluster.client.transport.run(
+        command("remove_folders", runs), stdin=b"".join(f.encode() + b"\0" for f in folders)
+    )
+    if not result.ok:
+        raise TransportError(f"could not remove run folders on the cluster: {result.stderr.strip()}")
+
+
+def _judge(
+    instance: DagsterInstance, root: str, queued: set[str], unfinished: dict[str, str], cutoff: float
+) -> tuple[bool, str]:
+    if instance.get_run_by_id(root) is None:
+        return False, "no run of this instance started it (another deployment's?)"
+    if root in unfinished:
+        return False, f"run {unfinished[root]} has not finished"
+    _, runs = instance.get_run_group(root)
+    records = instance.get_run_records(RunsFilter(run_ids=[r.run_id for r in runs]))
+    if any(name.startswith(f"{JOB_NAME_PREFIX}-{root}-") for name in queued):
+        return False, "a job of the lineage is still in Slurm's queue"
+    ended = max((r.end_time or r.create_timestamp.timestamp()) for r in records)
+    when = datetime.fromtimestamp(ended, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if ended > cutoff:
+        return False, f"its last run ended {when}, within the age limit"
+    return True, f"{len(records)} run(s), all finished; the last ended {when}"
+
+
+def _lineage_roots(cluster: Cluster) -> list[str]:
+    runs = f"{cluster.remote_base_dir}/runs"
+    result = cluster.client.transport.run(f"cd {shlex.quote(runs)} 2>/dev/null && ls -A")
+    return sorted(name for name in result.stdout.split() if name)
+
+
+def _run(instance: DagsterInstance, run_id: str) -> DagsterRun:
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise UnknownRun(f"the instance (DAGSTER_HOME) has no run {run_id}")
+    return run
+
+
+def _step_keys(instance: DagsterInstance, run: DagsterRun) -> Iterator[str]:
+    if run.execution_plan_snapshot_id is None:
+        return
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    yield from (step.key for step in snapshot.steps)
+
+
+def _created(instance: DagsterInstance, run: DagsterRun) -> datetime:
+    record = instance.get_run_record_by_id(run.run_id)
+    created = record.create_timestamp if record else datetime.now(UTC)
+    return created.astimezone(UTC) - timedelta(minutes=1)
