@@ -22,10 +22,11 @@ pytestmark = pytest.mark.lab
 
 
 def laptop_config() -> dict:
-    """dagster.yaml.example as the README's laptop section edits it: no storage section (SQLite
-    under DAGSTER_HOME); the lab's short intervals so the test is quick."""
-    config = yaml.safe_load(EXAMPLE.read_text())
-    del config["storage"]
+    """dagster.yaml.example as the README's laptop section edits it (its sed command: no
+    storage section, so SQLite under DAGSTER_HOME); the lab's short intervals so the test is quick."""
+    edited = subprocess.run(["sed", "/^storage:/,/^$/d", str(EXAMPLE)], capture_output=True, text=True, check=True)
+    config = yaml.safe_load(edited.stdout)
+    assert "storage" not in config
     config["run_launcher"]["config"]["executor"] = {"poll_interval": 1.0, "time": "00:10:00"}
     config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
     config["run_monitoring"]["poll_interval_seconds"] = 2
