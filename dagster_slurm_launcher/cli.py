@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from datetime import timedelta
@@ -11,17 +12,18 @@ from dagster import DagsterInstance
 from dagster_slurm_launcher.connect import connect
 from dagster_slurm_launcher.doctor import Finding, examine
 from dagster_slurm_launcher.housekeeping import UnknownRun, lineage_jobs, plan_cleanup, remove_folders
-from dagster_slurm_launcher.settings import SettingsError, load_settings
+from dagster_slurm_launcher.settings import ENV_PREFIX, SettingsError, SlurmSettings, load_settings
 from dagster_slurm_launcher.slurm import SlurmError
 from dagster_slurm_launcher.transport import TransportError
+
+CLI_RECONNECT_TIMEOUT = 30.0
 
 
 def check(partition: str | None, timeout: float, as_json: bool) -> int:
     """Check the site with the ``DAGSTER_SLURM_*`` settings; 1 if any check found a problem."""
     from dagster_slurm_launcher import __version__
 
-    settings = load_settings()
-    cluster = connect(settings)
+    cluster = connect(_settings())
     findings: list[Finding] = []
     for finding in examine(cluster, __version__, partition, timeout):
         findings.append(finding)
@@ -34,9 +36,9 @@ def check(partition: str | None, timeout: float, as_json: bool) -> int:
 
 def jobs(run_id: str) -> int:
     """Print the Slurm jobs of ``run_id``'s lineage."""
-    cluster = connect(load_settings())
+    instance = _instance()
     rows = [("JOB ID", "STATE", "EXIT", "ELAPSED", "NODE", "STEP", "SUBMITTED BY RUN")]
-    for job in lineage_jobs(DagsterInstance.get(), cluster, run_id):
+    for job in lineage_jobs(instance, connect(_settings()), run_id):
         info = job.info
         exit_code = ":".join(map(str, info.exit_code)) if info.exit_code else ""
         elapsed = str(info.elapsed) if info.elapsed is not None else ""
@@ -51,8 +53,9 @@ def jobs(run_id: str) -> int:
 
 def cleanup(older_than: timedelta, dry_run: bool) -> int:
     """Remove the cluster folders of lineages whose runs all ended ``older_than`` ago."""
-    cluster = connect(load_settings())
-    verdicts = plan_cleanup(DagsterInstance.get(), cluster, older_than)
+    instance = _instance()
+    cluster = connect(_settings())
+    verdicts = plan_cleanup(instance, cluster, older_than)
     doomed = [v.folder for v in verdicts if v.remove]
     if not dry_run:
         remove_folders(cluster, doomed)
@@ -61,6 +64,19 @@ def cleanup(older_than: timedelta, dry_run: bool) -> int:
         print(f"{action:12} {verdict.folder}: {verdict.reason}")
     print(f"{len(doomed)} of {len(verdicts)} lineage folder(s) {'to remove' if dry_run else 'removed'}")
     return 0
+
+
+def _settings() -> SlurmSettings:
+    # A person waits at the terminal: give up on an unreachable login node (a typo in the host,
+    # a master connection not opened) after CLI_RECONNECT_TIMEOUT, unless told otherwise.
+    explicit = f"{ENV_PREFIX}RECONNECT_TIMEOUT" in os.environ
+    return load_settings(**({} if explicit else {"reconnect_timeout": CLI_RECONNECT_TIMEOUT}))
+
+
+def _instance() -> DagsterInstance:
+    if not os.environ.get("DAGSTER_HOME"):
+        raise SettingsError("DAGSTER_HOME is not set: set it to the directory that holds the instance's dagster.yaml")
+    return DagsterInstance.get()
 
 
 def _age(text: str) -> timedelta:

@@ -25,8 +25,9 @@ echo written >{written}
 # Clocks further apart than this blur "submitted after" bounds and file ages.
 CLOCK_TOLERANCE = 2.0
 NOISY_SHELL_FIX = (
-    "make `[[ $- == *i* ]] || return` the first line of ~/.bashrc on the cluster, and guard "
-    "whatever else prints in start-up files (~/.profile, ~/.bash_profile) the same way"
+    "put `[[ $- == *i* ]] || return` in ~/.bashrc on the cluster above the lines that print (keep "
+    "PATH, module and conda set-up that jobs need above it), and guard what prints in ~/.profile "
+    "or ~/.bash_profile the same way"
 )
 
 # Steps' folders hold their stdout, stderr and journals.

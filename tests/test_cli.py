@@ -123,6 +123,12 @@ def test_cleanup_removes_only_lineages_that_are_over_and_old_enough(code_dir: Pa
             lab.run_as_cluster_user(["scancel", job["job_id"]])
 
 
+def test_jobs_without_dagster_home_says_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    result = dagster_slurm("jobs", "some-run")
+    assert result.returncode == 2 and "DAGSTER_HOME is not set" in result.stderr
+
+
 def test_cleanup_needs_an_age_with_a_unit() -> None:
     result = dagster_slurm("cleanup", "--older-than", "7")
     assert result.returncode == 2 and "write a number and a unit, as 7d" in result.stderr

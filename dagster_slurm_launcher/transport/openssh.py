@@ -77,7 +77,10 @@ class OpenSSHTransport(Transport):
 
     def _master_alive(self) -> bool:
         check = [*self._ssh()[:-2], "-O", "check", "--", str(self._settings.host)]
-        return subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
+        try:
+            return subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False  # a master that does not answer is as good as gone
 
     def _wait_for_master(self, deadline: float) -> None:
         attempt = 0
@@ -89,7 +92,8 @@ class OpenSSHTransport(Transport):
                 login = ["ssh", "-fNM", "-o", "ControlPersist=yes", "-S", str(s.control_path)]
                 login += [*(["-p", str(s.port)] if s.port else []), *(["-l", s.user] if s.user else []), str(s.host)]
                 raise TransportError(
-                    f"{self._where} is not open (waited {ENV_PREFIX}RECONNECT_TIMEOUT). "
-                    f"Log in again: `{shlex.join(login)}`"
+                    f"{self._where} is not open (waited {ENV_PREFIX}RECONNECT_TIMEOUT). Log in again "
+                    f"(with a renewed certificate, if your site issues them): `{shlex.join(login)}`; if ssh "
+                    "says the control socket already exists (left by a reboot), remove that file first"
                 ) from None
             attempt += 1
