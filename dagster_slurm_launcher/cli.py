@@ -11,7 +11,7 @@ from dagster import DagsterInstance
 
 from dagster_slurm_launcher.connect import connect
 from dagster_slurm_launcher.doctor import Finding, examine
-from dagster_slurm_launcher.housekeeping import UnknownRun, lineage_jobs, plan_cleanup, remove_folders
+from dagster_slurm_launcher.housekeeping import UnknownRun, cutoff_of, lineage_jobs, plan_cleanup, remove_folders
 from dagster_slurm_launcher.settings import ENV_PREFIX, SettingsError, SlurmSettings, load_settings
 from dagster_slurm_launcher.slurm import SlurmError
 from dagster_slurm_launcher.transport import TransportError
@@ -55,14 +55,21 @@ def cleanup(older_than: timedelta, dry_run: bool) -> int:
     """Remove the cluster folders of lineages whose runs all ended ``older_than`` ago."""
     instance = _instance()
     cluster = connect(_settings())
-    verdicts = plan_cleanup(instance, cluster, older_than)
+    cutoff = cutoff_of(older_than)
+    verdicts = plan_cleanup(instance, cluster, cutoff)
     doomed = [v.folder for v in verdicts if v.remove]
-    if not dry_run:
-        remove_folders(cluster, doomed)
-    for verdict in verdicts:
-        action = ("would remove" if dry_run else "removed") if verdict.remove else "kept"
-        print(f"{action:12} {verdict.folder}: {verdict.reason}")
-    print(f"{len(doomed)} of {len(verdicts)} lineage folder(s) {'to remove' if dry_run else 'removed'}")
+    removed = set() if dry_run else remove_folders(cluster, doomed, cutoff)
+    for v in verdicts:
+        if not v.remove:
+            print(f"{'kept':12} {v.folder}: {v.reason}")
+        elif dry_run:
+            print(f"{'would remove':12} {v.folder}: {v.reason}")
+        elif v.folder in removed:
+            print(f"{'removed':12} {v.folder}: {v.reason}")
+        else:
+            print(f"{'kept':12} {v.folder}: a run wrote to it since the age limit")
+    count = len(doomed) if dry_run else len(removed)
+    print(f"{count} of {len(verdicts)} lineage folder(s) {'to remove' if dry_run else 'removed'}")
     return 0
 
 

@@ -19,6 +19,8 @@ moves one fails there first). What the package relies on, by use:
   data-version (provenance) code. Changing a field of any of them goes through ``changed``
   below, which knows how each kind is copied.
 - Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
+- A run's step keys from its stored execution plan snapshot
+  (``DagsterInstance.get_execution_plan_snapshot``, not marked public): ``plan_step_keys``.
 - The run's loggers (its ``@logger``s, or the default console logger) inside a
   ``DagsterLogManager``: ``run_loggers`` below.
 - ``StepDelegatingExecutor._pop_events``, overridden by ``PollingStepDelegatingExecutor``
@@ -32,7 +34,14 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from dagster import DagsterEvent, DagsterInstance, DagsterLogManager, ExecutorDefinition, multi_or_in_process_executor
+from dagster import (
+    DagsterEvent,
+    DagsterInstance,
+    DagsterLogManager,
+    DagsterRun,
+    ExecutorDefinition,
+    multi_or_in_process_executor,
+)
 from dagster._cli.api import _execute_run_command_body as execute_run_command_body
 from dagster._cli.api import _execute_step_command_body as execute_step_command_body
 from dagster._cli.api import _resume_run_command_body as resume_run_command_body
@@ -134,6 +143,14 @@ def stop_sigterm_remapping() -> None:
     interrupts.setup_interrupt_handlers = lambda: None
 
 
+def plan_step_keys(instance: DagsterInstance, run: DagsterRun) -> list[str]:
+    """The keys of every step in ``run``'s execution plan (none if it has no stored plan)."""
+    if run.execution_plan_snapshot_id is None:
+        return []
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    return [step.key for step in snapshot.steps]
+
+
 __all__ = [
     "DATA_VERSION_TAG",
     "INPUT_EVENT_POINTER_TAG_PREFIX",
@@ -181,6 +198,7 @@ __all__ = [
     "execute_run_command_body",
     "execute_step_command_body",
     "get_retries_config",
+    "plan_step_keys",
     "replace_default_executor",
     "resume_run_command_body",
     "run_loggers",

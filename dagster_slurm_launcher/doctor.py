@@ -54,12 +54,21 @@ def examine(cluster: Cluster, version: str, partition: str | None, timeout: floa
     transport = cluster.client.transport
     result = transport.run(command("site_facts", cluster.remote_base_dir))
     facts = _facts(result.stdout)
+    if not result.ok:  # only the run folders' base cannot fail the program
+        yield Finding(
+            "filesystem",
+            "problem",
+            f"could not create {cluster.remote_base_dir} on the login node: {result.stderr.strip()}",
+            "set DAGSTER_SLURM_REMOTE_BASE_DIR to a directory this user can create, on a filesystem "
+            "that the compute nodes share",
+        )
+        return
     sbatch = facts.get("sbatch", "")
-    if not result.ok or not sbatch.startswith("slurm"):
+    if not sbatch.startswith("slurm"):
         yield Finding(
             "slurm",
             "problem",
-            f"sbatch not usable on {facts.get('host', 'the login node')}: {sbatch or result.stderr.strip()}",
+            f"sbatch not usable on {facts.get('host', 'the login node')}: {sbatch or 'no output'}",
             "run the check against a login node that has Slurm's commands on PATH",
         )
         return

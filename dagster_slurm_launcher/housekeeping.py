@@ -7,13 +7,14 @@ it knows which runs a lineage has, and whether each has ended.
 
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from dagster_slurm_launcher.connect import Cluster
+from dagster_slurm_launcher.dagster_internals import plan_step_keys
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, job_name, lineage_folder
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, metadata_values
@@ -51,7 +52,7 @@ def lineage_jobs(instance: DagsterInstance, cluster: Cluster, run_id: str) -> li
     run = _run(instance, run_id)
     root = root_run_id(run)
     runs = [r for r in (instance.get_run_by_id(i) for i in lineage_run_ids(instance, run)) if r is not None]
-    step_keys = {key for r in runs for key in _step_keys(instance, r)}
+    step_keys = {key for r in runs for key in plan_step_keys(instance, r)}
     names = {job_name(root, key): key for key in step_keys}
     submitted_by = {
         job_id: r.run_id
@@ -75,10 +76,15 @@ class Verdict:
     reason: str
 
 
-def plan_cleanup(instance: DagsterInstance, cluster: Cluster, older_than: timedelta) -> list[Verdict]:
+def cutoff_of(older_than: timedelta) -> float:
+    """The time (seconds since the epoch) a lineage must have ended before, to be removed."""
+    return time.time() - older_than.total_seconds()
+
+
+def plan_cleanup(instance: DagsterInstance, cluster: Cluster, cutoff: float) -> list[Verdict]:
     """A verdict for every lineage folder under the run folders' base: removed only if the
-    instance knows every run of the lineage as finished, the last ended ``older_than`` ago or
-    more, and no job of the lineage is still in the controller's queue."""
+    instance knows every run of the lineage as finished, the last before ``cutoff`` (see
+    :func:`cutoff_of`), and no job of the lineage is still in the controller's queue."""
     roots = _lineage_roots(cluster)
     if not roots:
         return []
@@ -86,7 +92,6 @@ def plan_cleanup(instance: DagsterInstance, cluster: Cluster, older_than: timede
     # By each unfinished run's own root: a re-execution through the Python API lacks the root
     # tag that get_run_group looks for.
     unfinished = {root_run_id(r): r.run_id for r in instance.get_runs(RunsFilter(statuses=NOT_FINISHED))}
-    cutoff = time.time() - older_than.total_seconds()
     verdicts = []
     for root in roots:
         folder = lineage_folder(cluster.remote_base_dir, root)
@@ -94,16 +99,19 @@ def plan_cleanup(instance: DagsterInstance, cluster: Cluster, older_than: timede
     return verdicts
 
 
-def remove_folders(cluster: Cluster, folders: Sequence[str]) -> None:
-    """Remove ``folders`` (lineage folders) in one command."""
+def remove_folders(cluster: Cluster, folders: Sequence[str], unchanged_since: float) -> set[str]:
+    """Remove those of ``folders`` (lineage folders) that nothing changed in since
+    ``unchanged_since`` (a run that started after the verdicts were made keeps its folder), in
+    one command; the folders removed."""
     if not folders:
-        return
+        return set()
     runs = f"{cluster.remote_base_dir}/runs"
     result = cluster.client.transport.run(
-        command("remove_folders", runs), stdin=b"".join(f.encode() + b"\0" for f in folders)
+        command("remove_folders", runs, str(int(unchanged_since))), stdin=b"".join(f.encode() + b"\0" for f in folders)
     )
     if not result.ok:
         raise TransportError(f"could not remove run folders on the cluster: {result.stderr.strip()}")
+    return {line.removeprefix("removed ") for line in result.stdout.splitlines() if line.startswith("removed ")}
 
 
 def _judge(
@@ -135,13 +143,6 @@ def _run(instance: DagsterInstance, run_id: str) -> DagsterRun:
     if run is None:
         raise UnknownRun(f"the instance (DAGSTER_HOME) has no run {run_id}")
     return run
-
-
-def _step_keys(instance: DagsterInstance, run: DagsterRun) -> Iterator[str]:
-    if run.execution_plan_snapshot_id is None:
-        return
-    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    yield from (step.key for step in snapshot.steps)
 
 
 def _created(instance: DagsterInstance, run: DagsterRun) -> datetime:

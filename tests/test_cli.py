@@ -109,11 +109,13 @@ def test_cleanup_removes_only_lineages_that_are_over_and_old_enough(code_dir: Pa
         assert f"kept         {folders[failed.run_id]}: its last run ended" in recent.stdout
 
         dry = dagster_slurm("cleanup", "--older-than", "0m", "--dry-run", instance=instance)
+        assert dry.returncode == 0, dry.stderr
         assert f"would remove {folders[failed.run_id]}: 1 run(s), all finished" in dry.stdout
         assert f"kept         {folders[run.run_id]}: run {run.run_id} has not finished" in dry.stdout
         assert lab.cluster_user_can_read(Path(folders[failed.run_id]))
 
         done = dagster_slurm("cleanup", "--older-than", "0m", instance=instance)
+        assert done.returncode == 0, done.stderr
         assert f"removed      {folders[failed.run_id]}" in done.stdout
         assert not Path(folders[failed.run_id]).exists() and Path(folders[run.run_id]).exists()
     finally:

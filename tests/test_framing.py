@@ -32,7 +32,8 @@ def test_output_that_mentions_a_marker_of_another_call_is_kept_whole() -> None:
     assert result.output == other.marker + b"\n"
 
 
-def test_a_shell_that_never_ran_the_command_leaves_its_output_whole() -> None:
+def test_output_without_the_opening_marker_is_left_whole() -> None:
+    # What a login shell that cannot run the command (csh, say) leaves: its own error.
     framed = frame("true")
     result = framed_result(framed, "c", 127, b"", b"csh: Badly placed ()'s.\n")
     assert (result.stderr, result.exit_code) == ("csh: Badly placed ()'s.\n", 127)

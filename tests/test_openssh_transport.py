@@ -6,12 +6,14 @@ SSH_ASKPASS; the package never logs in.
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,15 +31,23 @@ def mfa_port() -> int:
     return int(os.environ["DAGSTER_SLURM_LAB_SSH_MFA_PORT"])
 
 
+def sshd_log() -> str:
+    return (lab.lab_dir() / "log" / "sshd-mfa.log").read_text()
+
+
 def logins_with_second_factor() -> int:
-    log = (lab.lab_dir() / "log" / "sshd-mfa.log").read_text()
-    return log.count("Accepted keyboard-interactive")
+    return sshd_log().count("Accepted keyboard-interactive")
+
+
+def login_attempts() -> int:
+    """Every authentication sshd saw, accepted or not."""
+    return sum(sshd_log().count(word) for word in ("Accepted ", "Failed ", "authenticating user"))
 
 
 def log_in_once(socket: Path) -> None:
     """What the user does by hand: key, then the second factor at the prompt (here: askpass)."""
     askpass = socket.parent / "askpass"
-    askpass.write_text(f"#!/bin/sh\ncat {lab.lab_dir() / 'client' / 'second_factor'}\n")
+    askpass.write_text(f"#!/bin/sh\ncat {shlex.quote(str(lab.lab_dir() / 'client' / 'second_factor'))}\n")
     askpass.chmod(0o700)
     settings = lab.settings()
     options = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={settings.known_hosts}"]
@@ -88,6 +98,23 @@ def test_commands_run_over_the_master_without_logging_in_again(socket: Path) -> 
     assert "Welcome to the lab cluster" in result.shell_noise
     assert [r.stdout for r in [transport.run(f"echo {i}") for i in range(20)]] == [f"{i}\n" for i in range(20)]
     assert logins_with_second_factor() == before
+
+
+def test_commands_beyond_the_masters_sessions_wait_without_logging_in_or_running_twice(
+    socket: Path, tmp_path: Path
+) -> None:
+    # The lab's second-factor sshd allows the master 2 sessions (MaxSessions), as many run
+    # workers sharing one master meet it; OpenSSH's answer to a refused session is a login of its own.
+    before = login_attempts()
+    transport = openssh(socket)
+    tally = f"{lab.settings().remote_base_dir}/tally-{tmp_path.name}"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: transport.run(f"sleep 1; echo {i} >> {shlex.quote(tally)}"), range(8)))
+    assert all(r.ok for r in results)
+    assert sorted(transport.run(f"cat {shlex.quote(tally)}; rm {shlex.quote(tally)}").stdout.split()) == [
+        str(i) for i in range(8)
+    ]
+    assert login_attempts() == before
 
 
 def test_a_job_submitted_through_the_master_runs(socket: Path) -> None:

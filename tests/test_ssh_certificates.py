@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import load_ssh_public_identity
 
 from dagster_slurm_launcher.transport import SSHTransport, TransportError
 from tests import lab
@@ -32,10 +33,11 @@ def sign(key: Path, validity: str) -> None:
 
 
 def test_an_open_connection_keeps_working_after_its_certificate_expires(tmp_path: Path) -> None:
-    key = key_with_certificate(tmp_path, "-1m:+15s")
+    key = key_with_certificate(tmp_path, "-1m:+20s")
     transport = SSHTransport(lab.settings(key_file=key))
     assert transport.run("true").ok
-    time.sleep(16)
+    expiry = load_ssh_public_identity(Path(f"{key}-cert.pub").read_bytes()).valid_before
+    time.sleep(max(0.0, expiry + 1 - time.time()))
     assert transport.run("echo still here").stdout == "still here\n"
     assert transport.connections_opened == 1
 

@@ -29,9 +29,9 @@ def certificate_paths(key_files: Iterable[str]) -> list[Path]:
     return [c for c in certs if c.is_file()]
 
 
-def invalid_certificate(key_files: Iterable[str], now: float | None = None) -> CertificateInvalid | None:
+def invalid_certificate(key_files: Iterable[str]) -> CertificateInvalid | None:
     """Why the certificates beside ``key_files`` cannot log in now, or None if one is valid (or none exist)."""
-    now = time.time() if now is None else now
+    now = time.time()
     problems = []
     for path in certificate_paths(key_files):
         try:

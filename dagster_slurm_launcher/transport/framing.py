@@ -20,6 +20,10 @@ class Framed:
     command: str
     marker: bytes
 
+    def started(self, output: bytes) -> bool:
+        """Whether the shell got as far as the command: the opening marker is there."""
+        return self.marker + b"\n" in output
+
     def finished(self, output: bytes) -> bool:
         """Whether the command ran to its end: the closing marker follows the opening one."""
         start = output.find(self.marker + b"\n")

@@ -21,9 +21,19 @@ from dagster_slurm_launcher.transport.framing import frame, framed_result
 from dagster_slurm_launcher.transport.local import command_environment
 from dagster_slurm_launcher.transport.ssh import MAX_CHANNELS
 
-# What OpenSSH's mux client prints when sshd refused one more session on the master's
-# connection (MaxSessions, shared by every process that uses the master): nothing ran.
-_SESSION_REFUSED = "session request failed"
+# When the master does not take a command (it is gone, or sshd refused it one more session under
+# MaxSessions), OpenSSH falls back to a login of its own (mux.c, muxclient). Known-hosts files
+# that know no host stop that login at the host key, before any authentication: no failed login
+# counts against the user (fail2ban, lockouts), and nothing runs outside the master. Sessions of
+# the master never check host keys (the master did, when the user logged in).
+_NO_OWN_LOGIN = [
+    *("-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null"),
+    *("-o", "StrictHostKeyChecking=yes"),
+]
+_OWN_LOGIN_STOPPED = "Host key verification failed"
+# The user's ~/.ssh/config for the host must not change what a command is: no pty (it turns \n
+# into \r\n and merges stderr into stdout), no RemoteCommand, no forwardings.
+_PLAIN = ["-T", "-o", "RemoteCommand=none", "-o", "ClearAllForwardings=yes", "-o", "ForwardX11=no"]
 
 
 class OpenSSHTransport(Transport):
@@ -56,11 +66,14 @@ class OpenSSHTransport(Transport):
                 if proc.returncode != 255 or framed.finished(proc.stdout):
                     return framed_result(framed, command, proc.returncode, proc.stdout, proc.stderr)
                 problem = proc.stderr.decode("utf-8", "replace").strip()
-                if _SESSION_REFUSED not in problem:
-                    raise CommandInterrupted(f"ssh through {self._where} failed ({problem}): {command}")
+                if framed.started(proc.stdout) or _OWN_LOGIN_STOPPED not in problem:
+                    raise CommandInterrupted(
+                        f"ssh through {self._where} failed ({problem}); the command may have run: {command}"
+                    )
+                # The master did not take it, and nothing else ran it: send it again.
                 if time.monotonic() > deadline:
-                    raise TransportError(f"{self._where} kept refusing new sessions: {problem}")
-                time.sleep(random.uniform(0.05, 0.25))
+                    raise TransportError(f"{self._where} did not take a command ({problem})")
+                time.sleep(random.uniform(0.1, 0.5))
 
     @property
     def _where(self) -> str:
@@ -68,7 +81,8 @@ class OpenSSHTransport(Transport):
 
     def _ssh(self, *args: str) -> list[str]:
         s = self._settings
-        argv = ["ssh", "-S", str(s.control_path), "-o", "ControlMaster=no", "-o", "BatchMode=yes"]
+        argv = ["ssh", "-S", str(s.control_path), "-o", "ControlMaster=no", "-o", "BatchMode=yes", *_NO_OWN_LOGIN]
+        argv += _PLAIN
         if s.port:
             argv += ["-p", str(s.port)]
         if s.user:
@@ -81,6 +95,8 @@ class OpenSSHTransport(Transport):
             return subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
         except subprocess.TimeoutExpired:
             return False  # a master that does not answer is as good as gone
+        except FileNotFoundError:
+            raise TransportError(f"{ENV_PREFIX}TRANSPORT=openssh needs the OpenSSH client (ssh) on PATH") from None
 
     def _wait_for_master(self, deadline: float) -> None:
         attempt = 0

@@ -194,7 +194,9 @@ class SSHTransport(Transport):
         if s.key_file:
             connect_kwargs["key_filename"] = str(s.key_file.expanduser())
         if s.password:
-            connect_kwargs["password"] = s.password.get_secret_value()
+            # With a key, the secret is its passphrase: given as a password, paramiko would send
+            # it to the login node as the account's password, also to answer a second factor.
+            connect_kwargs["passphrase" if s.key_file else "password"] = s.password.get_secret_value()
         gateway = (
             Connection(s.jump_host, config=config, connect_timeout=CONNECT_TIMEOUT, connect_kwargs=connect_kwargs)
             if s.jump_host
@@ -216,17 +218,36 @@ class SSHTransport(Transport):
         with self._login_gate(conn):
             try:
                 conn.open()
-            except paramiko.AuthenticationException as exc:
-                key_files = conn.connect_kwargs.get("key_filename") or []
-                invalid = invalid_certificate([key_files] if isinstance(key_files, str) else key_files)
-                if invalid is None:
-                    raise
-                raise invalid from exc
+            except BaseException as exc:
+                # A refused login leaves its TCP connection open (paramiko and fabric keep it),
+                # which sshd counts against MaxStartups until LoginGraceTime: close it.
+                hop = conn
+                while isinstance(hop, Connection):
+                    hop.client.close()
+                    hop = hop.gateway
+                if isinstance(exc, paramiko.AuthenticationException | ValueError):
+                    self._certificate_problem(conn, exc)
+                raise
         assert conn.transport is not None
         conn.transport.set_keepalive(KEEPALIVE_SECONDS)
         self.connections_opened += 1
         log.info("ssh connected", target=self._target, connections_opened=self.connections_opened)
         return conn
+
+    @staticmethod
+    def _certificate_problem(conn: Connection, exc: BaseException) -> None:
+        """Raise :class:`CertificateInvalid` if a certificate is why the login failed: expired,
+        not yet valid, or unreadable (paramiko raises ValueError for one caught mid-rewrite by
+        the tool that renews it)."""
+        key_files = conn.connect_kwargs.get("key_filename") or []
+        key_files = [key_files] if isinstance(key_files, str) else key_files
+        if isinstance(exc, ValueError):
+            raise CertificateInvalid(
+                f"a certificate beside {', '.join(key_files) or 'your keys'} could not be read ({exc})"
+            ) from exc
+        invalid = invalid_certificate(key_files)
+        if invalid is not None:
+            raise invalid from exc
 
     def _known_hosts(self) -> Path:
         return (self._settings.known_hosts or Path("~/.ssh/known_hosts")).expanduser()

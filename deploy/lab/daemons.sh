@@ -89,7 +89,9 @@ start_sshd() {
     log "started sshd on 127.0.0.1:$LAB_SSH_PORT (login node's view of $home caching: $cache)"
 }
 
-# The login node with a second factor: no caching view, as its tests only run commands.
+# The login node with a second factor, for the OpenSSH master-connection tests; without the
+# caching view (the main login node's tests cover it). MaxSessions 2: the tests' commands
+# outnumber the sessions sshd allows the master, as many run workers sharing one master do.
 start_sshd_mfa() {
     pid_alive sshd-mfa && return
     install -d -m 0755 /run/sshd
