@@ -124,8 +124,8 @@ def test_a_requeued_job_whose_step_finished_does_not_run_it_again(code_dir: Path
         lab.wait_until(lambda: job_state(job_id) == "COMPLETED", timeout=120, interval=0.2, what="counted completed")
         # As after a node failure or an admin's requeue: Slurm runs the batch script again.
         lab.run_as_cluster_user(["scontrol", "requeue", job_id])
-        # Slurm holds a requeued job for two minutes: slurmd refuses to launch a job id whose
-        # credential it revoked less than cred_expire (120 s) ago ("Job credential revoked").
+        # Slurm holds a requeued job: slurmd refuses to launch a job id whose credential it
+        # revoked less than cred_expire ago ("Job credential revoked"; 120 s by default, 30 in the lab).
         lab.wait_until(lambda: _requeued(job_id), timeout=240, interval=2, what="requeued job ran")
         run = instance.get_runs()[0]
         assert not run.is_finished  # the step ran again while its run was relaying
