@@ -52,13 +52,19 @@ def lineage_jobs(instance: DagsterInstance, cluster: Cluster, run_id: str) -> li
     run = _run(instance, run_id)
     root = root_run_id(run)
     runs = [r for r in (instance.get_run_by_id(i) for i in lineage_run_ids(instance, run)) if r is not None]
-    step_keys = {key for r in runs for key in plan_step_keys(instance, r)}
-    names = {job_name(root, key): key for key in step_keys}
-    submitted_by = {
-        job_id: r.run_id
+    submissions = [
+        (step_key, job_id, r.run_id)
         for r in runs
-        for _, job_id in metadata_values(instance, r.run_id, [DagsterEventType.STEP_WORKER_STARTING], SLURM_JOB_ID)
-    }
+        for step_key, job_id in metadata_values(
+            instance, r.run_id, [DagsterEventType.STEP_WORKER_STARTING], SLURM_JOB_ID
+        )
+    ]
+    submitted_by = {job_id: run_id for _, job_id, run_id in submissions}
+    # The plans name every static step; a dynamic output's mapped steps (square[3]) only show
+    # in the events, as the plan holds them unresolved.
+    step_keys = {key for r in runs for key in plan_step_keys(instance, r)}
+    step_keys |= {step_key for step_key, _, _ in submissions if step_key}
+    names = {job_name(root, key): key for key in step_keys}
     started = min(_created(instance, r) for r in runs)
     found = cluster.client.find_by_name(list(names), started)
     jobs = [

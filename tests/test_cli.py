@@ -81,6 +81,15 @@ def test_jobs_lists_a_lineages_jobs_with_their_step_and_submitting_run(
     assert all(" COMPLETED " in row and " 0:0 " in row and " hello " in row for row in rows)
 
 
+def test_jobs_lists_the_mapped_steps_of_a_dynamic_output(code_dir: Path, instance: DagsterInstance) -> None:
+    result = execute_job(ReconstructableJob.for_file(str(code_dir / "ops.py"), "dynamic_job"), instance)
+    assert result.success
+    listed = dagster_slurm("jobs", result.run_id, instance=instance)
+    assert listed.returncode == 0, listed.stderr
+    steps = sorted(row.split()[-2] for row in listed.stdout.splitlines()[1:])
+    assert steps == sorted(["fan_out", "square[chunk_0]", "square[chunk_1]", "square[chunk_2]", "total", "check_total"])
+
+
 def test_jobs_of_an_unknown_run_is_an_error_that_names_it(instance: DagsterInstance) -> None:
     result = dagster_slurm("jobs", "no-such-run", instance=instance)
     assert result.returncode == 2 and "no run no-such-run" in result.stderr

@@ -216,6 +216,11 @@ class SlurmStepHandler(StepHandler):
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
         if step.drained:
+            if _terminated(step_handler_context.instance, step_handler_context.dagster_run):
+                # The launcher cancels a terminated run's jobs before this worker hears of it
+                # (a signal, or its heartbeat from another host), and it then ends the run
+                # CANCELED: a step failure now would misname a user's termination.
+                return CheckStepHealthResult.healthy()
             return CheckStepHealthResult.unhealthy(
                 explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
             )
@@ -241,8 +246,7 @@ class SlurmStepHandler(StepHandler):
             return
         self._cancelled = True
         jobs = [s.job.job_id for s in self._relay.steps.values() if not s.drained]
-        run = instance.get_run_by_id(dagster_run.run_id)
-        if run is None or run.status not in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED):
+        if not _terminated(instance, dagster_run):
             # SIGTERM to the run worker (a deploy, a restart, a closed laptop) or an error in it
             # is not the user's termination: the steps' jobs go on, for a resumed or retried run.
             instance.report_engine_event(
@@ -358,3 +362,9 @@ def _dynamic_partitions(job_def: JobDefinition) -> set[str]:
         )
         names.update(d.name for d in dims if isinstance(d, DynamicPartitionsDefinition) and d.name)
     return names
+
+
+def _terminated(instance: DagsterInstance, dagster_run: DagsterRun) -> bool:
+    """Whether the user terminated the run (it is CANCELING or CANCELED in the instance)."""
+    run = instance.get_run_by_id(dagster_run.run_id)
+    return run is not None and run.status in (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
