@@ -15,6 +15,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunSta
 
 from dagster_slurm_launcher.connect import Cluster
 from dagster_slurm_launcher.dagster_internals import plan_step_keys
+from dagster_slurm_launcher.executor.adoption import created
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, job_name, lineage_folder
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, metadata_values
@@ -65,8 +66,8 @@ def lineage_jobs(instance: DagsterInstance, cluster: Cluster, run_id: str) -> li
     step_keys = {key for r in runs for key in plan_step_keys(instance, r)}
     step_keys |= {step_key for step_key, _, _ in submissions if step_key}
     names = {job_name(root, key): key for key in step_keys}
-    started = min(_created(instance, r) for r in runs)
-    found = cluster.client.find_by_name(list(names), started)
+    # As adoption looks a step's jobs up: from the root run's creation (find_by_name allows for skew).
+    found = cluster.client.find_by_name(list(names), created(instance, root))
     jobs = [
         LineageJob(names[name], submitted_by.get(info.job_id), info) for name, infos in found.items() for info in infos
     ]
@@ -149,9 +150,3 @@ def _run(instance: DagsterInstance, run_id: str) -> DagsterRun:
     if run is None:
         raise UnknownRun(f"the instance (DAGSTER_HOME) has no run {run_id}")
     return run
-
-
-def _created(instance: DagsterInstance, run: DagsterRun) -> datetime:
-    record = instance.get_run_record_by_id(run.run_id)
-    created = record.create_timestamp if record else datetime.now(UTC)
-    return created.astimezone(UTC) - timedelta(minutes=1)
