@@ -18,6 +18,8 @@ moves one fails there first). What the package relies on, by use:
   ``open_log_stream`` appends), and the tag names and thresholds of Dagster's
   data-version (provenance) code. Changing a field of any of them goes through ``changed``
   below, which knows how each kind is copied.
+- Shipping a code location: ``JobPythonOrigin`` (whose code pointer is moved to the shipped
+  copy) and ``recon_job_from_origin``, which loads a job from one as ``execute_step`` does.
 - Interrupt handling: ``capture_interrupts``, ``send_interrupt``.
 - A run's step keys from its stored execution plan snapshot
   (``DagsterInstance.get_execution_plan_snapshot``, not marked public): ``plan_step_keys``.
@@ -69,6 +71,7 @@ from dagster._core.instance import InstanceType
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, ResumeRunContext, RunLauncher, WorkerStatus
 from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+from dagster._core.origin import JobPythonOrigin
 from dagster._core.run_coordinator import DefaultRunCoordinator
 from dagster._core.snap import ExecutionPlanSnapshot
 from dagster._core.storage.compute_log_manager import ComputeIOType
@@ -83,6 +86,7 @@ from dagster._grpc.types import ExecuteStepArgs
 from dagster._record import copy, is_record
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster._utils import interrupts, send_interrupt
+from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster._utils.interrupts import capture_interrupts
 
 
@@ -174,6 +178,7 @@ __all__ = [
     "InMemoryRunStorage",
     "InstanceRef",
     "InstanceType",
+    "JobPythonOrigin",
     "KnownExecutionState",
     "LaunchRunContext",
     "LocalArtifactStorage",
@@ -199,6 +204,7 @@ __all__ = [
     "execute_step_command_body",
     "get_retries_config",
     "plan_step_keys",
+    "recon_job_from_origin",
     "replace_default_executor",
     "resume_run_command_body",
     "run_loggers",

@@ -24,6 +24,9 @@ from dagster import (
 
 from dagster_slurm_launcher.dagster_internals import get_retries_config
 from dagster_slurm_launcher.settings import ENV_PREFIX
+from dagster_slurm_launcher.ship.code import DEFAULT_EXCLUDE
+from dagster_slurm_launcher.ship.environment import INSTALLERS, MODES
+from dagster_slurm_launcher.ship.shipping import ShipConfig
 from dagster_slurm_launcher.slurm.client import OptionValue, option_flag, owned_option, sbatch_arguments
 
 SBATCH_TAG = "dagster-slurm/sbatch"
@@ -103,6 +106,55 @@ CONFIG_SCHEMA = {
     ),
     "debug_mode": _with_default(Bool, False, "Keep run folders of successful runs."),
     "retries": get_retries_config(),
+    "ship": Field(
+        Shape(
+            {
+                "code": Field(
+                    Noneable(
+                        Shape(
+                            {
+                                "root": _opt(
+                                    StringSource, "Folder to ship (default: the code location's working directory)."
+                                ),
+                                "include": _with_default(
+                                    [String],
+                                    ["*"],
+                                    "Files to ship: names ('*.py') or paths from the root ('data/*.csv').",
+                                ),
+                                "exclude": _with_default(
+                                    [String],
+                                    list(DEFAULT_EXCLUDE),
+                                    "Files and folders never shipped (default: hidden ones, caches, virtualenvs).",
+                                ),
+                            }
+                        )
+                    ),
+                    is_required=False,
+                    default_value=None,
+                    description="Upload the code location to <remote_base_dir>/code/<hash>/ and run steps from "
+                    "there; `{}` for the defaults.",
+                ),
+                "environment": _with_default(
+                    String,
+                    "python",
+                    "`python`: the interpreter `python` names, with this package and the code's dependencies; "
+                    "`build`: a virtualenv built on the login node from the site's package index, with this "
+                    "host's versions; `wheels`: the same from wheels this host downloads (no index on the cluster).",
+                ),
+                "installer": _with_default(
+                    String, "pip", "`pip` or `uv` (on the login node's PATH) for `build`/`wheels`."
+                ),
+                "requirements": _with_default(
+                    [String],
+                    [],
+                    "Requirements beyond this package and the code location's pyproject.toml dependencies.",
+                ),
+            }
+        ),
+        is_required=False,
+        description="Ship the code location and its Python environment to the cluster (a Dagster host that shares "
+        "no filesystem with it, as a laptop).",
+    ),
 }
 
 
@@ -169,8 +221,9 @@ def _checked(options: Mapping[str, Any], where: str) -> dict[str, OptionValue]:
 
 # Executor config that runs commands on the cluster as its user: shell lines, an executable, the
 # run worker's environment, another host to connect to, a run folder whose files the step
-# sources and unpickles, any sbatch option (containers, burst-buffer scripts).
-SHELL_KEYS = ("setup", "python", "env_vars", "connection", "remote_base_dir", "sbatch_options")
+# sources and unpickles, any sbatch option (containers, burst-buffer scripts), code to upload and
+# packages to install.
+SHELL_KEYS = ("setup", "python", "env_vars", "connection", "remote_base_dir", "sbatch_options", "ship")
 
 
 def refuse_shell_from_run_config(config: Mapping[str, Any], trusted: bool) -> None:
@@ -180,7 +233,9 @@ def refuse_shell_from_run_config(config: Mapping[str, Any], trusted: bool) -> No
     run config: whoever may launch a run must not thereby get a shell on the cluster, or the
     run worker's environment (database passwords) through ``env_vars``.
     """
-    keys = [k for k in SHELL_KEYS if config.get(k) and any(v is not None for v in _values(config[k]))]
+    keys = [k for k in SHELL_KEYS if k != "ship" and config.get(k) and any(v is not None for v in _values(config[k]))]
+    if ship_config(config) is not None:  # its defaults are filled in: only a block that ships counts
+        keys.append("ship")
     if keys and not trusted:
         raise SlurmConfigError(
             f"the run's run config sets executor config {', '.join(repr(k) for k in keys)}, which would run "
@@ -208,3 +263,15 @@ def step_environment(env_vars: list[str], environ: Mapping[str, str] = os.enviro
             value = environ[name]
         resolved[name] = value
     return resolved
+
+
+def ship_config(config: Mapping[str, Any]) -> ShipConfig | None:
+    """The executor config's ``ship`` block; ``None`` when nothing is shipped."""
+    ship = config.get("ship") or {}
+    if ship.get("code") is None and ship.get("environment", "python") == "python":
+        return None
+    if ship["environment"] not in MODES:
+        raise SlurmConfigError(f"ship.environment is {ship['environment']!r}; it must be one of {', '.join(MODES)}")
+    if ship["installer"] not in INSTALLERS:
+        raise SlurmConfigError(f"ship.installer is {ship['installer']!r}; it must be one of {', '.join(INSTALLERS)}")
+    return ShipConfig.from_config(ship)

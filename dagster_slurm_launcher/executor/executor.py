@@ -25,6 +25,7 @@ from dagster_slurm_launcher.executor.config import (
     SbatchOptions,
     parse_sbatch_tag,
     refuse_shell_from_run_config,
+    ship_config,
     step_environment,
 )
 from dagster_slurm_launcher.executor.relay import Timing
@@ -119,6 +120,7 @@ def slurm_executor(init_context: InitExecutorContext) -> Executor:
         env=step_environment(config["env_vars"]),
         status=shared_status(cluster),
         timing=Timing(settings.poll_interval, settings.journal_grace, read_failure_timeout=settings.reconnect_timeout),
+        ship=ship_config(config),
     )
     return SlurmExecutor(
         handler,

@@ -4,6 +4,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from dagster import (
     DagsterEvent,
@@ -40,6 +41,7 @@ from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.payload import StepPayload
 from dagster_slurm_launcher.run_events import SLURM_JOB_IDS, report_cancelled
+from dagster_slurm_launcher.ship.shipping import ShipConfig, Shipment, ship
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -73,6 +75,8 @@ class SlurmStepHandler(StepHandler):
         env: environment variables exported to each step.
         status: answers the jobs' states (shared by the run workers of this host).
         timing: how often the relay polls, and how long it waits for late journal lines.
+        ship: what to ship to the cluster before the first step (``None``: nothing; the cluster
+            sees the code location and ``python`` as they are).
     """
 
     def __init__(
@@ -86,8 +90,11 @@ class SlurmStepHandler(StepHandler):
         env: Mapping[str, str],
         status: StatusSource,
         timing: Timing,
+        ship: ShipConfig | None = None,
     ) -> None:
         self._client = client
+        self._ship = ship
+        self._shipment: Shipment | None = None
         self._status = status
         self._sbatch_options = sbatch_options
         self._remote_base_dir = remote_base_dir
@@ -125,6 +132,30 @@ class SlurmStepHandler(StepHandler):
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
+        if self._ship is not None:
+            self._shipment = self._ship_to_cluster(plan_context)
+
+    def _ship_to_cluster(self, plan_context: PlanOrchestrationContext) -> Shipment:
+        """Ship the code and environment (see ``ship``); raises before any step is submitted."""
+        instance, run = plan_context.instance, plan_context.dagster_run
+        assert self._ship is not None and run.job_code_origin is not None
+
+        def report(message: str, metadata: Mapping[str, Any]) -> None:
+            data = {k: MetadataValue.text(str(v)) for k, v in metadata.items()}
+            instance.report_engine_event(message, run, EngineEventData(metadata=data))
+
+        shipment = ship(
+            self._ship,
+            self._client.transport,
+            self._remote_base_dir,
+            run.job_code_origin,
+            self._python,
+            self._setup,
+            self._env,
+            report,
+        )
+        instance.add_run_tags(run.run_id, dict(shipment.tags))
+        return shipment
 
     @property
     def relay(self) -> Relay:
@@ -182,6 +213,7 @@ class SlurmStepHandler(StepHandler):
             self._earlier_adoptions,
             self._plan_step_keys,
             history,
+            self._shipment,
         )
         root = root_run_id(run)
         meta = {
@@ -191,13 +223,18 @@ class SlurmStepHandler(StepHandler):
             "job_name": job_name(root, step_key),
             "attempt": attempt,
         }
-        files = (payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(self._env).encode())
-        write_step_folder(self._client.transport, folder, *files)
+        env = dict(self._env)
+        python = self._python
         origin = run.job_code_origin
         working_directory = origin.repository_origin.code_pointer.working_directory if origin else None
-        return render_script(
-            setup=self._setup, working_directory=working_directory, python=self._python, step_folder=folder
-        )
+        if self._shipment is not None:
+            python = self._shipment.python
+            working_directory = self._shipment.code_dir or working_directory
+            if self._shipment.import_paths:
+                env["PYTHONPATH"] = ":".join([*self._shipment.import_paths, *filter(None, [env.get("PYTHONPATH")])])
+        files = (payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(env).encode())
+        write_step_folder(self._client.transport, folder, *files)
+        return render_script(setup=self._setup, working_directory=working_directory, python=python, step_folder=folder)
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         step_key = _single_step_key(step_handler_context)
@@ -331,12 +368,17 @@ def _payload(
     earlier: Adoptions,
     plan_step_keys: Sequence[str],
     history: AssetHistory,
+    shipment: Shipment | None,
 ) -> StepPayload:
     run = step_handler_context.dagster_run
     instance = step_handler_context.instance
     # The instance ref can hold database credentials; the worker never uses it.
     args = changed(step_handler_context.execute_step_args, instance_ref=None)
     run, args = point_inputs_at_their_runs(run, args, tracked, earlier, plan_step_keys)
+    if shipment is not None and run.job_code_origin is not None:
+        # The step loads its job from the run's origin (_execute_step_command_body): the shipped copy.
+        origin = shipment.origin(run.job_code_origin)
+        run, args = changed(run, job_code_origin=origin), changed(args, job_origin=origin)
     plan_snapshot = None
     if run.has_repository_load_data and run.execution_plan_snapshot_id:
         plan_snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)

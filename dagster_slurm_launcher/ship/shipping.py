@@ -1,0 +1,211 @@
+"""Ship a run's code location and Python environment before its first step: what is on the
+cluster already costs one command; what is not is uploaded, built and checked once."""
+
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagster import serialize_value
+
+from dagster_slurm_launcher.dagster_internals import JobPythonOrigin
+from dagster_slurm_launcher.ship import code as shipped_code
+from dagster_slurm_launcher.ship.code import CodeBundle, CodeShippingError
+from dagster_slurm_launcher.ship.environment import EnvironmentSpec, build, cluster_platform, download_wheels
+from dagster_slurm_launcher.ship.requirements import project_dependencies, resolve
+from dagster_slurm_launcher.ship.upload import upload
+from dagster_slurm_launcher.transport import Transport
+from dagster_slurm_launcher.transport.programs import command
+
+CODE_DIR = "code"
+ENVS_DIR = "envs"
+# Run tags naming what a run uses: the UI shows them, and `dagster-slurm shipped prune` keeps
+# what an unfinished run uses.
+CODE_TAG = "dagster-slurm/code"
+ENVIRONMENT_TAG = "dagster-slurm/environment"
+
+Report = Callable[[str, Mapping[str, Any]], None]
+"""Writes a message with metadata to the run's event log."""
+
+
+@dataclass(frozen=True)
+class ShipConfig:
+    """The executor config's ``ship`` block."""
+
+    code: bool
+    code_root: Path | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    environment: str
+    installer: str
+    requirements: tuple[str, ...]
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any] | None) -> "ShipConfig | None":
+        if not config:
+            return None
+        code = config.get("code")
+        return ShipConfig(
+            code=code is not None,
+            code_root=Path(code["root"]).expanduser() if code and code.get("root") else None,
+            include=tuple(code["include"]) if code else (),
+            exclude=tuple(code["exclude"]) if code else (),
+            environment=config["environment"],
+            installer=config["installer"],
+            requirements=tuple(config["requirements"]),
+        )
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """Where a run's steps find their code and interpreter on the cluster."""
+
+    python: str
+    code_dir: str | None
+    import_paths: tuple[str, ...]
+    tags: Mapping[str, str]
+    _root: Path | None = None
+
+    def origin(self, origin: JobPythonOrigin) -> JobPythonOrigin:
+        """The job's origin as a step loads it: from the shipped code folder, if code is shipped."""
+        if self.code_dir is None or self._root is None:
+            return origin
+        return shipped_code.relocated(origin, self._root, self.code_dir, self.python)
+
+
+def ship(
+    config: ShipConfig,
+    transport: Transport,
+    base_dir: str,
+    origin: JobPythonOrigin,
+    base_python: str,
+    setup: Sequence[str],
+    env: Mapping[str, str],
+    report: Report,
+) -> Shipment:
+    """Make the run's code and environment present on the cluster, and check that they load the job.
+
+    Raises:
+        CodeShippingError: the code or the requirements cannot be shipped as configured.
+        TransportError: an upload failed; EnvironmentBuildError (one) with the installer's message.
+    """
+    root = config.code_root or (shipped_code.code_root(origin) if config.code else None)
+    bundle = shipped_code.collect(root, config.include, config.exclude) if config.code and root else None
+    spec = None
+    if config.environment != "python":
+        roots = [*(project_dependencies(root) if root else []), *config.requirements]
+        spec = EnvironmentSpec(config.environment, config.installer, base_python, tuple(setup), resolve(roots))
+    code_dir = f"{base_dir}/{CODE_DIR}/{bundle.digest}" if bundle else None
+    env_dir = f"{base_dir}/{ENVS_DIR}/{spec.digest}" if spec else None
+    python = f"{env_dir}/bin/python" if env_dir else base_python
+    # Checked once per pair of code and interpreter.
+    checked_with = spec.digest if spec else hashlib.sha256(base_python.encode()).hexdigest()[:20]
+    marker = f"{code_dir}/.checked-{checked_with}" if code_dir else None
+    status = _status(transport, code_dir, env_dir, marker)
+    tags = {k: v for k, v in ((CODE_TAG, bundle and bundle.digest), (ENVIRONMENT_TAG, spec and spec.digest)) if v}
+
+    if bundle and code_dir and not status["code"]:
+        _ship_code(transport, bundle, code_dir, report)
+    elif bundle:
+        report(f"Code location unchanged: {code_dir} is on the cluster.", {"code": code_dir, "uploaded bytes": 0})
+    if spec and env_dir and not status["environment"]:
+        _ship_environment(transport, spec, env_dir, report)
+    elif spec:
+        report(f"Python environment unchanged: {env_dir} is ready.", {"environment": env_dir})
+    paths = tuple(shipped_code.import_paths(bundle, code_dir)) if bundle and code_dir else ()
+    shipment = Shipment(python=python, code_dir=code_dir, import_paths=paths, tags=tags, _root=root)
+    if code_dir and marker and not status["checked"]:
+        _check(transport, shipment, origin, code_dir, marker, setup, env)
+        report(f"The shipped environment loads job {origin.job_name!r} from the shipped code.", {"python": python})
+    return shipment
+
+
+def _status(transport: Transport, code_dir: str | None, env_dir: str | None, marker: str | None) -> dict[str, bool]:
+    result = transport.run(command("ship_status", code_dir or "", env_dir or "", marker or ""))
+    lines = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+    if not result.ok or set(lines) != {"code", "environment", "checked"}:
+        raise CodeShippingError(f"could not look up what is shipped already: {result.stderr.strip() or result.stdout}")
+    return {key: value == "yes" for key, value in lines.items()}
+
+
+def _ship_code(transport: Transport, bundle: CodeBundle, code_dir: str, report: Report) -> None:
+    started = time.monotonic()
+    archive = bundle.archive()
+    report(
+        f"Shipping the code location {bundle.root}: {len(bundle.files)} files, {_size(bundle.size)} "
+        f"({_size(len(archive))} compressed) to {code_dir}.",
+        {"code": code_dir, "files": len(bundle.files)},
+    )
+    new = upload(transport, archive, code_dir, _progress("code location", report))
+    report(
+        f"Code location shipped in {time.monotonic() - started:.1f} s."
+        if new
+        else "Code location shipped by another run meanwhile.",
+        {"code": code_dir, "uploaded bytes": len(archive)},
+    )
+
+
+def _ship_environment(transport: Transport, spec: EnvironmentSpec, env_dir: str, report: Report) -> None:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dagster-slurm-wheels-") as work:
+        wheels = []
+        if spec.mode == "wheels":
+            platform = cluster_platform(transport, spec)
+            report(
+                f"Downloading wheels for the cluster's Python (cp{platform.python_version}, {platform.machine}).",
+                {"environment": env_dir},
+            )
+            wheels = download_wheels(spec, platform, Path(work))
+        staged = spec.staged(wheels)
+    report(
+        f"Building the Python environment {env_dir} with {spec.installer} "
+        f"({len(spec.requirements.constraints)} pinned distributions, {_size(len(staged))} to upload).",
+        {"environment": env_dir, "requirements": "\n".join(spec.requirements.requirements)},
+    )
+    stage_dir = f"{env_dir}.stage"
+    upload(transport, staged, stage_dir, _progress("environment's inputs", report))
+    built = build(transport, spec, env_dir, stage_dir)
+    report(
+        f"Python environment built in {time.monotonic() - started:.1f} s."
+        if built
+        else "Python environment built by another run meanwhile.",
+        {"environment": env_dir, "uploaded bytes": len(staged)},
+    )
+
+
+def _check(
+    transport: Transport,
+    shipment: Shipment,
+    origin: JobPythonOrigin,
+    code_dir: str,
+    marker: str,
+    setup: Sequence[str],
+    env: Mapping[str, str],
+) -> None:
+    steps_env = {**env, **({"PYTHONPATH": ":".join(shipment.import_paths)} if shipment.import_paths else {})}
+    spec = {"origin": serialize_value(shipment.origin(origin)), "env": steps_env, "python_path": shipment.import_paths}
+    setup_text = "".join(f"{line}\n" for line in setup).encode()
+    argv = [shipment.python, code_dir, marker, str(len(setup_text))]
+    result = transport.run(command("check_code", *argv), stdin=setup_text + json.dumps(spec).encode())
+    if not result.ok:
+        last = "\n".join((result.stdout + result.stderr).strip().splitlines()[-40:])
+        raise CodeShippingError(
+            f"the shipped environment could not load job {origin.job_name!r} from the shipped code on the "
+            f"login node; no step was submitted:\n{last}"
+        )
+
+
+def _progress(what: str, report: Report) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        if total > 8 * 1024 * 1024:  # one chunk or less: the start and end messages say it all
+            report(f"Uploading the {what}: {_size(done)} of {_size(total)}.", {})
+
+    return progress
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024:.1f} KiB" if count < 1024 * 1024 else f"{count / 1024 / 1024:.1f} MiB"

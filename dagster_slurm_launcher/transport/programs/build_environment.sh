@@ -1,0 +1,49 @@
+# Builds a Python environment once, whatever the number of runs asking at once. $1 the
+# environment's folder, $2 its staged inputs (requirements.txt, constraints.txt, wheels/,
+# setup.sh), $3 the installer (pip or uv), $4 the base interpreter, $5 "offline" (install from
+# wheels/ only) or "index", $6 the version of dagster-slurm-launcher it must hold.
+# Prints "ready" (built before), "built", or fails with the installer's last lines on stderr.
+# The lock is a directory (see claim.sh); a build that took over 30 minutes is taken for dead.
+env=$1 stage=$2 installer=$3 python=$4 source=$5 version=$6
+lock=$env.build-lock token=$(hostname).$$.$RANDOM
+umask 077
+mkdir -p -- "${env%/*}" || exit 1
+deadline=$((SECONDS + 2400))
+until mkdir -- "$lock" 2>/dev/null; do
+    [ -d "$lock" ] || { mkdir -- "$lock" && break || exit 1; }
+    now=$lock.now.$token
+    if : >"$now" 2>/dev/null; then
+        age=$(( $(stat -c %Y "$now") - $(stat -c %Y "$lock" 2>/dev/null || stat -c %Y "$now") ))
+        rm -f -- "$now"
+        if [ "$age" -gt 1800 ] && mv -- "$lock" "$lock.stale.$token" 2>/dev/null; then rm -rf -- "$lock.stale.$token"; fi
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { echo "another build of $env held its lock for 40 minutes" >&2; exit 1; }
+    sleep 1
+done
+: >"$lock/$token"
+trap 'rm -f -- "$lock/$token" && rmdir -- "$lock"' EXIT
+if [ -e "$env/.ready" ]; then echo ready; exit 0; fi
+rm -rf -- "$env"
+log=$env.build.log
+# The cluster user's login environment (the module command), then the executor's setup lines,
+# as a step's batch script has them; what they print is not the build's.
+{ [ -r /etc/profile ] && . /etc/profile; [ -r "$HOME/.bash_profile" ] && . "$HOME/.bash_profile"; } >/dev/null 2>&1
+. "$stage/setup.sh" >/dev/null 2>&1 || { echo "the executor's setup lines failed on the login node" >&2; exit 1; }
+cd -- "$stage" || exit 1
+offline=; [ "$source" = offline ] && offline="--no-index --find-links wheels"
+{
+    case $installer in
+        pip) "$python" -m venv -- "$env" && "$env/bin/python" -m pip install --no-input --disable-pip-version-check \
+                 $offline -r requirements.txt -c constraints.txt ;;
+        uv) uv venv --quiet --python "$python" -- "$env" && uv pip install --python "$env/bin/python" \
+                 $offline -r requirements.txt -c constraints.txt ;;
+        *) echo "unknown installer $installer"; false ;;
+    esac
+} >"$log" 2>&1 || { tail -n 30 -- "$log" >&2; rm -rf -- "$env"; exit 1; }
+found=$("$env/bin/python" -c 'import importlib.metadata as m; print(m.version("dagster-slurm-launcher"))' 2>>"$log")
+if [ "$found" != "$version" ]; then
+    echo "the built environment holds dagster-slurm-launcher ${found:-(none)}, not $version" >&2
+    rm -rf -- "$env"; exit 1
+fi
+rm -f -- "$log"
+: >"$env/.ready" && echo built

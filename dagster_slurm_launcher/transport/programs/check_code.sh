@@ -1,0 +1,11 @@
+# Loads a shipped code location's job with the shipped environment, on the login node, before a
+# run's first step: a missing dependency or an import error fails the run there, not in every
+# step. $1 the environment's interpreter, $2 the shipped code folder, $3 the marker to create
+# when the job loaded, $4 the byte count of the setup lines that start stdin; the rest of stdin
+# is the check's JSON (see dagster_slurm_launcher.ship.check). Prints the loader's error on failure.
+python=$1 code=$2 marker=$3
+{ [ -r /etc/profile ] && . /etc/profile; [ -r "$HOME/.bash_profile" ] && . "$HOME/.bash_profile"; } >/dev/null 2>&1
+setup=$(dd bs=65536 count="$4" iflag=count_bytes,fullblock status=none)
+eval "$setup" >/dev/null 2>&1 || { echo "the executor's setup lines failed on the login node" >&2; exit 1; }
+cd -- "$code" || exit 1
+"$python" -m dagster_slurm_launcher.ship.check && : >"$marker"
