@@ -61,3 +61,44 @@ def test_removing_a_run_folder_removes_the_lineage_folder_only_when_no_other_run
     assert sh(transport, f"ls -A {shlex.quote(lineage)}").split() == ["claims", "run-2"]
     transport.run(command("remove_run_folder", f"{lineage}/run-2", lineage, "claims"))
     assert sh(transport, f"test -e {shlex.quote(lineage)} && echo kept || echo gone").strip() == "gone"
+
+
+def test_an_upload_resumes_where_the_clusters_copy_ends(transport: Transport, remote_dir: str) -> None:
+    part = f"{remote_dir}/.incoming/x.tar"
+    assert transport.run(command("receive_chunk", part, "0"), stdin=b"abc").stdout.strip() == "3"
+    # The sender lost the answer and sends the chunk again: refused, with where the file ends.
+    again = transport.run(command("receive_chunk", part, "0"), stdin=b"abc")
+    assert again.exit_code == 3 and again.stdout.strip() == "3"
+    assert transport.run(command("receive_chunk", part, "3"), stdin=b"def").stdout.strip() == "6"
+    assert sh(transport, f"cat {shlex.quote(part)}") == "abcdef"
+
+
+def test_a_finished_upload_appears_under_its_final_name_only_whole_and_checked(
+    transport: Transport, remote_dir: str
+) -> None:
+    import hashlib
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("defs.py")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"x\n"))
+    data = buffer.getvalue()
+    final = f"{remote_dir}/code/abc"
+    for part, sha in ((f"{remote_dir}/.incoming/bad.tar", "0" * 64), (f"{remote_dir}/.incoming/good.tar", None)):
+        transport.run(command("receive_chunk", part, "0"), stdin=data)
+        result = transport.run(command("unpack_upload", part, final, sha or hashlib.sha256(data).hexdigest()))
+        if sha:  # a corrupted upload is refused, and nothing shows under the final name
+            assert result.exit_code != 0 and "checksum" in result.stderr
+            assert sh(transport, f"test -e {shlex.quote(final)} && echo yes || echo no").strip() == "no"
+        else:
+            assert result.stdout.strip() == "unpacked"
+    assert sh(transport, f"ls -A {shlex.quote(final)}").split() == [".complete", "defs.py"]
+    # Another run shipping the same content finds it there.
+    transport.run(command("receive_chunk", f"{remote_dir}/.incoming/again.tar", "0"), stdin=data)
+    sha = hashlib.sha256(data).hexdigest()
+    again = transport.run(command("unpack_upload", f"{remote_dir}/.incoming/again.tar", final, sha))
+    assert again.stdout.strip() == "present"
+    assert sh(transport, f"ls -A {shlex.quote(remote_dir)}/.incoming").split() == []

@@ -8,7 +8,7 @@ trap 'rm -rf -- "$tmp" "$part"' EXIT
 if [ -e "$final/.complete" ]; then echo present; exit 0; fi
 actual=$(sha256sum -- "$part" | cut -d' ' -f1) || exit 1
 [ "$actual" = "$sha" ] || { echo "the upload's checksum is $actual, not $sha: it is sent again" >&2; exit 1; }
-mkdir -m 0700 -- "$tmp" && tar -xf "$part" -C "$tmp" --no-same-owner || exit 1
+mkdir -p -- "${final%/*}" && mkdir -m 0700 -- "$tmp" && tar -xf "$part" -C "$tmp" --no-same-owner || exit 1
 : >"$tmp/.complete"
 chmod 0700 -- "$tmp"
 if mv -T -- "$tmp" "$final" 2>/dev/null; then echo unpacked; exit 0; fi

@@ -1,0 +1,99 @@
+"""Which files of a code location are shipped, how their hash changes, and where a step loads them from."""
+
+from pathlib import Path
+
+import pytest
+
+from dagster_slurm_launcher.dagster_internals import JobPythonOrigin
+from dagster_slurm_launcher.ship.code import DEFAULT_EXCLUDE, CodeShippingError, collect, import_paths, relocated
+
+
+def project(root: Path) -> Path:
+    for name, text in {
+        "defs.py": "x = 1\n",
+        "pkg/__init__.py": "",
+        "pkg/mod.py": "y = 2\n",
+        "pkg/__pycache__/mod.cpython-311.pyc": "junk",
+        ".env": "SECRET=1\n",
+        ".git/config": "[core]\n",
+        ".venv/bin/python": "",
+        ".tmp_dagster_home_abc/dagster.yaml": "",
+        "data/big.csv": "a,b\n",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_hidden_files_caches_and_virtualenvs_are_never_shipped(tmp_path: Path) -> None:
+    bundle = collect(project(tmp_path), ["*"], DEFAULT_EXCLUDE)
+    assert bundle.files == ("data/big.csv", "defs.py", "pkg/__init__.py", "pkg/mod.py")
+
+
+def test_exclude_takes_paths_from_the_root_and_names_anywhere(tmp_path: Path) -> None:
+    bundle = collect(project(tmp_path), ["*"], [*DEFAULT_EXCLUDE, "data/*.csv", "mod.py"])
+    assert bundle.files == ("defs.py", "pkg/__init__.py")
+
+
+def test_the_hash_changes_with_a_files_content_and_only_then(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    first = collect(root, ["*"], DEFAULT_EXCLUDE).digest
+    (root / ".env").write_text("SECRET=2\n")
+    (root / "pkg/__pycache__/mod.cpython-311.pyc").write_text("other junk")
+    assert collect(root, ["*"], DEFAULT_EXCLUDE).digest == first
+    (root / "pkg/mod.py").write_text("y = 3\n")
+    assert collect(root, ["*"], DEFAULT_EXCLUDE).digest != first
+
+
+def test_the_archive_holds_the_files_with_their_modes(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    root = project(tmp_path)
+    (root / "defs.py").chmod(0o755)
+    bundle = collect(root, ["*"], DEFAULT_EXCLUDE)
+    with tarfile.open(fileobj=io.BytesIO(bundle.archive())) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert sorted(members) == list(bundle.files)
+    assert members["defs.py"].mode & 0o100 and members["defs.py"].uid == 0
+
+
+def test_a_step_loads_the_job_from_the_shipped_copy(tmp_path: Path) -> None:
+    from dagster._core.code_pointer import FileCodePointer
+    from dagster._core.origin import RepositoryPythonOrigin
+
+    pointer = FileCodePointer(str(tmp_path / "pkg" / "mod.py"), "defs", str(tmp_path))
+    origin = JobPythonOrigin("job", RepositoryPythonOrigin("/laptop/venv/bin/python", pointer))
+    moved = relocated(origin, tmp_path, "/cluster/code/abc", "/cluster/envs/def/bin/python")
+    assert moved.repository_origin.code_pointer == FileCodePointer(
+        "/cluster/code/abc/pkg/mod.py", "defs", "/cluster/code/abc"
+    )
+    assert moved.repository_origin.executable_path == "/cluster/envs/def/bin/python"
+
+
+def test_a_file_outside_the_shipped_folder_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from dagster._core.code_pointer import FileCodePointer
+    from dagster._core.origin import RepositoryPythonOrigin
+
+    pointer = FileCodePointer("/elsewhere/defs.py", "defs", str(tmp_path))
+    origin = JobPythonOrigin("job", RepositoryPythonOrigin("python", pointer))
+    with pytest.raises(CodeShippingError, match=r"ship\.code\.root"):
+        relocated(origin, tmp_path, "/cluster/code/abc", "python")
+
+
+def test_a_src_layout_puts_src_on_the_steps_import_path(tmp_path: Path) -> None:
+    (tmp_path / "src" / "proj").mkdir(parents=True)
+    (tmp_path / "src" / "proj" / "__init__.py").write_text("")
+    assert import_paths(collect(tmp_path, ["*"], DEFAULT_EXCLUDE), "/c") == ["/c/src"]
+    assert import_paths(collect(project(tmp_path / "flat"), ["*"], DEFAULT_EXCLUDE), "/c") == []
+
+
+def test_a_runs_run_config_may_not_ship_code_or_install_packages_unless_trusted() -> None:
+    from dagster_slurm_launcher.executor.config import SlurmConfigError, refuse_shell_from_run_config
+
+    defaults = {"ship": {"code": None, "environment": "python", "installer": "pip", "requirements": []}}
+    refuse_shell_from_run_config(defaults, trusted=False)  # the filled-in defaults ship nothing
+    shipping = {"ship": {**defaults["ship"], "environment": "build", "requirements": ["evil"]}}
+    with pytest.raises(SlurmConfigError, match="'ship'"):
+        refuse_shell_from_run_config(shipping, trusted=False)
+    refuse_shell_from_run_config(shipping, trusted=True)
