@@ -1,11 +1,12 @@
-"""``dagster-slurm``: check a site, list a run's Slurm jobs, clean up finished runs' folders."""
+"""``dagster-slurm``: check a site, list a run's Slurm jobs, clean up finished runs' folders, list and
+prune shipped code and environments."""
 
 import argparse
 import json
 import os
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from dagster import DagsterInstance
 
@@ -13,6 +14,7 @@ from dagster_slurm_launcher.connect import connect
 from dagster_slurm_launcher.doctor import Finding, examine
 from dagster_slurm_launcher.housekeeping import UnknownRun, cutoff_of, lineage_jobs, plan_cleanup, remove_folders
 from dagster_slurm_launcher.settings import ENV_PREFIX, SettingsError, SlurmSettings, load_settings
+from dagster_slurm_launcher.ship.inventory import in_use, inventory, prune
 from dagster_slurm_launcher.slurm import SlurmError
 from dagster_slurm_launcher.transport import TransportError
 
@@ -73,6 +75,50 @@ def cleanup(older_than: timedelta, dry_run: bool) -> int:
     return 0
 
 
+def shipped_list() -> int:
+    """Print the code and environments shipped under the cluster's base folder."""
+    rows = [("KIND", "STATE", "LAST USED", "SIZE", "NAME")]
+    for e in inventory(connect(_settings())):
+        rows.append(
+            (e.kind, e.state, datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M"), _kib(e.size_kib), e.name)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def shipped_prune(older_than: timedelta, dry_run: bool) -> int:
+    """Remove shipped code and environments that no run used for ``older_than``, but any an
+    unfinished run of the instance uses."""
+    instance = _instance()
+    cluster = connect(_settings())
+    cutoff = cutoff_of(older_than)
+    keep = in_use(instance)
+    entries = inventory(cluster)
+    doomed = [e for e in entries if e.last_used < cutoff and e.entry not in keep]
+    outcome = {} if dry_run else prune(cluster, doomed, cutoff)
+    for e in entries:
+        if e.entry in keep:
+            verdict = "kept (an unfinished run uses it)"
+        elif e not in doomed:
+            verdict = "kept (used since the age limit)"
+        elif dry_run:
+            verdict = "would remove"
+        else:
+            verdict = "removed" if outcome.get(e.entry) == "removed" else "kept (a run used it meanwhile)"
+        print(f"{verdict:34} {e.entry}  {_kib(e.size_kib)}")
+    removed = len(doomed) if dry_run else sum(v == "removed" for v in outcome.values())
+    print(f"{removed} of {len(entries)} shipped entries {'to remove' if dry_run else 'removed'}")
+    return 0
+
+
+def _kib(size: int) -> str:
+    if size < 1024:
+        return f"{size} KiB"
+    return f"{size / 1024:.1f} MiB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} GiB"
+
+
 def _settings() -> SlurmSettings:
     # A person waits at the terminal: give up on an unreachable login node (a typo in the host,
     # a master connection not opened) after CLI_RECONNECT_TIMEOUT, unless told otherwise.
@@ -122,12 +168,22 @@ def main(argv: list[str] | None = None) -> int:
         "--older-than", type=_age, required=True, help="age of the lineage's last end: 7d, 12h, 30m, 2w"
     )
     cleanup_parser.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    shipped_parser = commands.add_parser("shipped", help="list or prune the code and environments runs shipped")
+    shipped_commands = shipped_parser.add_subparsers(dest="shipped_command", required=True)
+    shipped_commands.add_parser("list", help="list shipped code and environments, their state, size and last use")
+    prune_parser = shipped_commands.add_parser(
+        "prune", help="remove shipped code and environments no run used for a while (never an unfinished run's)"
+    )
+    prune_parser.add_argument("--older-than", type=_age, required=True, help="time since last use: 30d, 12h, 2w")
+    prune_parser.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
     args = parser.parse_args(argv)
     try:
         if args.command == "jobs":
             return jobs(args.run_id)
         if args.command == "cleanup":
             return cleanup(args.older_than, args.dry_run)
+        if args.command == "shipped":
+            return shipped_list() if args.shipped_command == "list" else shipped_prune(args.older_than, args.dry_run)
         return check(args.partition, args.timeout, args.json)
     except (SettingsError, TransportError, SlurmError, UnknownRun) as exc:
         print(f"error: {exc}", file=sys.stderr)

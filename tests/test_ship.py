@@ -192,3 +192,44 @@ def test_a_cluster_without_a_package_index_gets_wheels_from_the_dagster_host(
     assert any(m.startswith("Downloading wheels for the cluster's Python (cp311") for m in messages)
     [env] = shipped(base, "envs")
     assert report_metadata(instance)["python"] == f"{env}/bin/python"
+
+
+def test_shipped_code_is_listed_and_pruned_but_never_what_an_unfinished_run_uses(
+    tmp_path: Path, instance: DagsterInstance, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import job, op
+
+    from tests.test_cli import dagster_slurm
+
+    config = executor_config(base, "python")
+    config["python"] = os.environ["DAGSTER_SLURM_PYTHON"]  # the lab's shared environment: code only
+    folder = code_location(tmp_path / "project", config)
+    monkeypatch.chdir(folder)
+    first = run(folder, instance)
+    (folder / "helper.py").write_text("GREETING = 'changed'\n")
+    second = run(folder, instance)
+    assert first.success and second.success
+    old, new = (instance.get_run_by_id(r.run_id).tags[CODE_TAG] for r in (first, second))
+
+    @op
+    def noop() -> None:
+        pass
+
+    @job
+    def elsewhere() -> None:
+        noop()
+
+    # A run still going that uses the first code (its steps may be queued for days).
+    instance.create_run_for_job(elsewhere, status=DagsterRunStatus.STARTED, tags={CODE_TAG: old})
+    env = {"DAGSTER_SLURM_REMOTE_BASE_DIR": base}
+    listed = dagster_slurm("shipped", "list", instance=instance, **env)
+    assert listed.returncode == 0, listed.stderr
+    assert {line.split()[-1] for line in listed.stdout.splitlines()[1:]} == {old, new}
+    assert all(line.split()[1] == "ready" for line in listed.stdout.splitlines()[1:])
+
+    dry = dagster_slurm("shipped", "prune", "--older-than", "0m", "--dry-run", instance=instance, **env)
+    assert "would remove" in dry.stdout and len(shipped(base, "code")) == 2
+    pruned = dagster_slurm("shipped", "prune", "--older-than", "0m", instance=instance, **env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"kept (an unfinished run uses it)   code/{old}" in pruned.stdout
+    assert "removed" in pruned.stdout and shipped(base, "code") == [f"{base}/code/{old}"]

@@ -1,0 +1,22 @@
+# Removes shipped code and environments not used since a time. $1 the base folder, $2 that time
+# (seconds since the epoch); stdin: entries as list_shipped.sh names them ("code/<name>",
+# "envs/<name>", "code/.incoming/<name>"), each followed by NUL. stdout: "removed <entry>" or
+# "used <entry>" (a run used it since $2: kept) per entry. An entry that is not one of those
+# forms is refused (exit 1), so that no input can make it remove anything else. A removed entry
+# first disappears by a rename, so no run finds half of it.
+base=${1%/} since=$2 status=0
+while IFS= read -r -d '' entry; do
+    case "$entry" in
+        code/.incoming/*/*|envs/.incoming/*/*) echo "refused: $entry" >&2; status=1; continue ;;
+        code/.incoming/?*|envs/.incoming/?*) ;;
+        code/*/*|envs/*/*|code/.*|envs/.*) echo "refused: $entry" >&2; status=1; continue ;;
+        code/?*|envs/?*) ;;
+        *) echo "refused: $entry" >&2; status=1; continue ;;
+    esac
+    path=$base/$entry
+    used=$(stat -c %Y -- "$path/.last-used" 2>/dev/null || stat -c %Y -- "$path" 2>/dev/null) || continue
+    if [ "$used" -ge "$since" ]; then printf 'used %s\n' "$entry"; continue; fi
+    trash=$base/${entry%%/*}/.trash.$(hostname).$$.$RANDOM
+    mv -T -- "$path" "$trash" && rm -rf -- "$trash" && printf 'removed %s\n' "$entry"
+done
+exit $status
