@@ -4,6 +4,7 @@ jobs keep running); `dagster dev` starts again and the run finishes by itself, e
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from dagster_slurm_launcher.launcher.process import PID_TAG
 from tests import lab
+from tests.conftest import JOBS
 from tests.deployment import BIN, EXAMPLE, answers, free_port
 
 pytestmark = pytest.mark.lab
@@ -27,7 +29,14 @@ def laptop_config() -> dict:
     edited = subprocess.run(["sed", "/^storage:/,/^$/d", str(EXAMPLE)], capture_output=True, text=True, check=True)
     config = yaml.safe_load(edited.stdout)
     assert "storage" not in config
-    config["run_launcher"]["config"]["executor"] = {"poll_interval": 1.0, "time": "00:10:00"}
+    # As the README's laptop section edits it: the cluster's plain Python, the code and the
+    # environment shipped (uv, which the lab's login node has, to keep the test short).
+    config["run_launcher"]["config"]["executor"] = {
+        "poll_interval": 1.0,
+        "time": "00:10:00",
+        "python": "/usr/bin/python3",
+        "ship": {"code": {}, "environment": "build", "installer": "uv"},
+    }
     config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
     config["run_monitoring"]["poll_interval_seconds"] = 2
     return config
@@ -69,7 +78,11 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_run_finishes_after_dagster_dev_was_killed_and_started_again(tmp_path: Path, code_dir: Path) -> None:
+def test_a_run_finishes_after_dagster_dev_was_killed_and_started_again(tmp_path: Path) -> None:
+    # The project where a laptop has it: the cluster cannot read it.
+    code_dir = tmp_path / "project"
+    shutil.copytree(JOBS, code_dir)
+    assert not lab.cluster_user_can_read(code_dir / "deployment.py")
     home = tmp_path / "dagster_home"
     home.mkdir(mode=0o700)
     (home / "dagster.yaml").write_text(yaml.safe_dump(laptop_config()))
@@ -103,5 +116,11 @@ def test_a_run_finishes_after_dagster_dev_was_killed_and_started_again(tmp_path:
     jobs = lab.settled_jobs_of_run(run_id, 2)
     assert sorted(j["state"] for j in jobs) == ["COMPLETED", "COMPLETED"]
     assert [j["state"] for j in lab.jobs_of_step(run_id, "slow_step")] == ["COMPLETED"]
-    assert "after_slow got 42" in [e.user_message for e in instance.all_logs(run_id)]
+    messages = [e.user_message for e in instance.all_logs(run_id)]
+    assert "after_slow got 42" in messages
+    # Shipped by the first run worker (or an earlier test run: the copy is named by its content),
+    # and found unchanged by the worker that resumed the run.
+    engine = [e.dagster_event.message or "" for e in instance.all_logs(run_id) if e.is_dagster_event]
+    shipping = [m for m in engine if m.startswith(("Shipping the code location", "Code location unchanged"))]
+    assert len(shipping) == 2 and shipping[1].startswith("Code location unchanged")
     instance.dispose()
