@@ -83,9 +83,9 @@ def build(transport: Transport, spec: EnvironmentSpec, env_dir: str, stage_dir: 
     argv = [env_dir, stage_dir, spec.installer, spec.base_python, source, spec.requirements.package_version]
     result = transport.run(command("build_environment", *argv), timeout=BUILD_TIMEOUT)
     if not result.ok:
+        where = "from the wheels shipped" if source == "offline" else "from the site's package index"
         raise EnvironmentBuildError(
-            f"building the Python environment {env_dir} on the login node failed ({spec.installer}, "
-            f"{'from the wheels shipped' if source == 'offline' else 'from the site package index'}):\n"
+            f"building the Python environment {env_dir} on the login node failed ({spec.installer}, {where}):\n"
             f"{result.stderr.strip()}"
         )
     return result.stdout.split()[-1] == "built"

@@ -3,7 +3,8 @@
 # setup.sh), $3 the installer (pip or uv), $4 the base interpreter, $5 "offline" (install from
 # wheels/ only) or "index", $6 the version of dagster-slurm-launcher it must hold.
 # Prints "ready" (built before), "built", or fails with the installer's last lines on stderr.
-# The lock is a directory (see claim.sh); a build that took over 30 minutes is taken for dead.
+# The lock is a directory (see claim.sh). Its holder touches it every minute while it builds;
+# one untouched for 5 minutes by the filesystem's clock is a dead builder's, and is broken.
 env=$1 stage=$2 installer=$3 python=$4 source=$5 version=$6
 lock=$env.build-lock token=$(hostname).$$.$RANDOM
 umask 077
@@ -15,13 +16,16 @@ until mkdir -- "$lock" 2>/dev/null; do
     if : >"$now" 2>/dev/null; then
         age=$(( $(stat -c %Y "$now") - $(stat -c %Y "$lock" 2>/dev/null || stat -c %Y "$now") ))
         rm -f -- "$now"
-        if [ "$age" -gt 1800 ] && mv -- "$lock" "$lock.stale.$token" 2>/dev/null; then rm -rf -- "$lock.stale.$token"; fi
+        if [ "$age" -gt 300 ] && mv -- "$lock" "$lock.stale.$token" 2>/dev/null; then rm -rf -- "$lock.stale.$token"; fi
     fi
     [ "$SECONDS" -lt "$deadline" ] || { echo "another build of $env held its lock for 40 minutes" >&2; exit 1; }
     sleep 1
 done
 : >"$lock/$token"
-trap 'rm -f -- "$lock/$token" && rmdir -- "$lock"' EXIT
+# Away from stdout: a sleep holding it open would keep the command from ending.
+( while sleep 60; do [ -e "$lock/$token" ] && touch -- "$lock" 2>/dev/null || exit 0; done ) >/dev/null 2>&1 &
+beat=$!
+trap 'kill "$beat" 2>/dev/null; rm -f -- "$lock/$token" && rmdir -- "$lock"' EXIT
 if [ -e "$env/.ready" ]; then echo ready; exit 0; fi
 rm -rf -- "$env"
 log=$env.build.log
