@@ -21,13 +21,13 @@ from dagster_slurm_launcher.transport import TransportError
 CLI_RECONNECT_TIMEOUT = 30.0
 
 
-def check(partition: str | None, timeout: float, as_json: bool) -> int:
+def check(partition: str | None, timeout: float, as_json: bool, ship: bool) -> int:
     """Check the site with the ``DAGSTER_SLURM_*`` settings; 1 if any check found a problem."""
     from dagster_slurm_launcher import __version__
 
     cluster = connect(_settings())
     findings: list[Finding] = []
-    for finding in examine(cluster, __version__, partition, timeout):
+    for finding in examine(cluster, __version__, partition, timeout, ship):
         findings.append(finding)
         if not as_json:
             print(_line(finding), flush=True)
@@ -159,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=300.0, help="seconds to wait for the probe (default 300)"
     )
     check_parser.add_argument("--json", action="store_true", help="print the findings as JSON, for scripts")
+    check_parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="DAGSTER_SLURM_PYTHON is the base of shipped environments (ship.environment build or wheels), "
+        "not a Python with this package",
+    )
     jobs_parser = commands.add_parser("jobs", help="list the Slurm jobs of a run and of its retries and re-executions")
     jobs_parser.add_argument("run_id", help="a run id from the instance at DAGSTER_HOME")
     cleanup_parser = commands.add_parser(
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             return cleanup(args.older_than, args.dry_run)
         if args.command == "shipped":
             return shipped_list() if args.shipped_command == "list" else shipped_prune(args.older_than, args.dry_run)
-        return check(args.partition, args.timeout, args.json)
+        return check(args.partition, args.timeout, args.json, args.ship)
     except (SettingsError, TransportError, SlurmError, UnknownRun) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,14 @@ _PROBE = """#!/bin/bash -l
 print(sys.executable, sys.version.split()[0], "dagster_slurm_launcher", p.__version__)'
 echo written >{written}
 """
+# The same for `check --ship`: the steps' environment is built from this Python (ship), which
+# needs 3.11 or newer and, for pip, venv's ensurepip (Debian splits it out as python3-venv).
+_SHIP_PROBE = """#!/bin/bash -l
+{python} -c 'import sys, importlib.util as u
+print(sys.executable, sys.version.split()[0], "ensurepip" if u.find_spec("ensurepip") else "no-ensurepip")'
+echo written >{written}
+"""
+SHIP_MINIMUM_PYTHON = (3, 11)
 # Clocks further apart than this blur "submitted after" bounds and file ages.
 CLOCK_TOLERANCE = 2.0
 NOISY_SHELL_FIX = (
@@ -49,8 +57,14 @@ class Finding:
         return asdict(self)
 
 
-def examine(cluster: Cluster, version: str, partition: str | None, timeout: float) -> Iterator[Finding]:
-    """Run every check against ``cluster``, yielding each finding as soon as it is known."""
+def examine(
+    cluster: Cluster, version: str, partition: str | None, timeout: float, ship: bool = False
+) -> Iterator[Finding]:
+    """Run every check against ``cluster``, yielding each finding as soon as it is known.
+
+    With ``ship``, the configured Python is the base of environments that runs ship (the
+    executor's ``ship.environment`` ``build`` or ``wheels``), not one that has this package.
+    """
     transport = cluster.client.transport
     result = transport.run(command("site_facts", cluster.remote_base_dir))
     facts = _facts(result.stdout)
@@ -80,7 +94,7 @@ def examine(cluster: Cluster, version: str, partition: str | None, timeout: floa
     yield _accounting(facts)
     yield _filesystem(cluster.remote_base_dir, facts)
     yield _lock(facts)
-    yield from _probe(cluster, version, partition, timeout)
+    yield from _probe(cluster, version, partition, timeout, ship)
 
 
 def _facts(output: str) -> dict[str, str]:
@@ -171,14 +185,15 @@ def _lock(facts: dict[str, str]) -> Finding:
     return Finding("claim lock", "ok", f"mkdir is exclusive; the file server's clock is {skew}s off the login node's")
 
 
-def _probe(cluster: Cluster, version: str, partition: str | None, timeout: float) -> Iterator[Finding]:
+def _probe(cluster: Cluster, version: str, partition: str | None, timeout: float, ship: bool) -> Iterator[Finding]:
     client, transport, settings = cluster.client, cluster.client.transport, cluster.settings
     out_dir = f"{cluster.remote_base_dir}/check"
     transport.run(f"umask 077 && mkdir -p {shlex.quote(out_dir)}")
     token = uuid.uuid4().hex[:8]
     written = f"{out_dir}/{token}.written"
     options = {**DEFAULT_OPTIONS, **NO_EXPORT, "output": f"{out_dir}/{token}.out", "time": "00:05:00"}
-    script = _PROBE.format(python=shlex.quote(settings.python), written=shlex.quote(written))
+    probe = _SHIP_PROBE if ship else _PROBE
+    script = probe.format(python=shlex.quote(settings.python), written=shlex.quote(written))
     before = time.time()
     job = client.submit(script, f"dagster-slurm-check-{token}", {**options, "partition": partition})
     after = time.time()
@@ -195,7 +210,8 @@ def _probe(cluster: Cluster, version: str, partition: str | None, timeout: float
     yield _job(info)
     yield _controller_clock(info, before, after)
     output = transport.run(shlex.join(["cat", f"{out_dir}/{token}.out"])).stdout.strip().splitlines()
-    yield _python(settings.python, output[-1] if output else "", version, info)
+    last = output[-1] if output else ""
+    yield _base_python(settings.python, last, info) if ship else _python(settings.python, last, version, info)
     yield _visibility(transport, written, settings.journal_grace)
     transport.run(shlex.join(["rm", "-f", f"{out_dir}/{token}.out", written]))
 
@@ -238,6 +254,34 @@ def _controller_clock(info: JobInfo, before: float, after: float) -> Finding:
         "finding a step's job again by its submission time needs them within a minute",
         "run NTP (chrony, systemd-timesyncd) on this host and the cluster",
     )
+
+
+def _base_python(python: str, line: str, info: JobInfo) -> Finding:
+    words = line.split()
+    if len(words) != 3 or words[2] not in ("ensurepip", "no-ensurepip"):
+        return Finding(
+            "python",
+            "problem",
+            f"{python} did not run on {info.node_list}: {line or 'no output'}",
+            "set DAGSTER_SLURM_PYTHON to a Python 3.11 or newer on the compute nodes (or `module load` it in setup)",
+        )
+    found = tuple(int(x) for x in words[1].split(".")[:2])
+    if found < SHIP_MINIMUM_PYTHON:
+        return Finding(
+            "python",
+            "problem",
+            f"{words[0]} is Python {words[1]}; shipped environments need 3.11 or newer",
+            "set DAGSTER_SLURM_PYTHON (the executor's python) to a newer Python on the cluster",
+        )
+    if words[2] == "no-ensurepip":
+        return Finding(
+            "python",
+            "warning",
+            f"{words[0]} (Python {words[1]}) has no ensurepip: `ship.installer: pip` cannot make a virtualenv",
+            "use `ship.installer: uv` if uv is on the login node's PATH, or ask for the distribution's venv "
+            "package (Debian and Ubuntu: python3-venv)",
+        )
+    return Finding("python", "ok", f"{words[0]} (Python {words[1]}) can be the base of shipped environments")
 
 
 def _python(python: str, line: str, version: str, info: JobInfo) -> Finding:

@@ -64,6 +64,14 @@ def test_check_names_a_python_the_compute_nodes_lack_and_fails() -> None:
     assert "DAGSTER_SLURM_PYTHON" in python["fix"]
 
 
+def test_check_with_ship_takes_a_plain_python_as_the_base_of_shipped_environments() -> None:
+    # The lab cluster's Debian Python: standard library (and venv) only, no dagster-slurm-launcher.
+    result = dagster_slurm("check", "--ship", "--json", DAGSTER_SLURM_PYTHON="/usr/bin/python3")
+    assert result.returncode == 0, result.stdout
+    python = findings(result)["python"]
+    assert python["status"] == "ok" and "can be the base of shipped environments" in python["detail"]
+
+
 def test_jobs_lists_a_lineages_jobs_with_their_step_and_submitting_run(
     code_dir: Path, instance: DagsterInstance
 ) -> None:
