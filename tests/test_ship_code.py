@@ -97,3 +97,11 @@ def test_a_runs_run_config_may_not_ship_code_or_install_packages_unless_trusted(
     with pytest.raises(SlurmConfigError, match="'ship'"):
         refuse_shell_from_run_config(shipping, trusted=False)
     refuse_shell_from_run_config(shipping, trusted=True)
+
+
+def test_excluding_more_never_ships_what_is_excluded_by_default() -> None:
+    from dagster_slurm_launcher.executor.config import ship_config
+
+    block = {"code": {"root": None, "include": ["*"], "exclude": ["data"]}, "environment": "python"}
+    config = ship_config({"ship": {**block, "installer": "pip", "requirements": []}})
+    assert config is not None and {".*", "data"} <= set(config.exclude)

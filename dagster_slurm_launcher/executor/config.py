@@ -24,7 +24,6 @@ from dagster import (
 
 from dagster_slurm_launcher.dagster_internals import get_retries_config
 from dagster_slurm_launcher.settings import ENV_PREFIX
-from dagster_slurm_launcher.ship.code import DEFAULT_EXCLUDE
 from dagster_slurm_launcher.ship.environment import INSTALLERS, MODES
 from dagster_slurm_launcher.ship.shipping import ShipConfig
 from dagster_slurm_launcher.slurm.client import OptionValue, option_flag, owned_option, sbatch_arguments
@@ -123,8 +122,9 @@ CONFIG_SCHEMA = {
                                 ),
                                 "exclude": _with_default(
                                     [String],
-                                    list(DEFAULT_EXCLUDE),
-                                    "Files and folders never shipped (default: hidden ones, caches, virtualenvs).",
+                                    [],
+                                    "More files and folders not to ship; hidden ones (.git, .venv, .env), caches "
+                                    "and virtualenvs are never shipped.",
                                 ),
                             }
                         )

@@ -14,7 +14,7 @@ from dagster import serialize_value
 
 from dagster_slurm_launcher.dagster_internals import JobPythonOrigin
 from dagster_slurm_launcher.ship import code as shipped_code
-from dagster_slurm_launcher.ship.code import CodeBundle, CodeShippingError
+from dagster_slurm_launcher.ship.code import DEFAULT_EXCLUDE, CodeBundle, CodeShippingError
 from dagster_slurm_launcher.ship.environment import EnvironmentSpec, build, cluster_platform, download_wheels
 from dagster_slurm_launcher.ship.requirements import project_dependencies, resolve
 from dagster_slurm_launcher.ship.upload import upload
@@ -53,7 +53,8 @@ class ShipConfig:
             code=code is not None,
             code_root=Path(code["root"]).expanduser() if code and code.get("root") else None,
             include=tuple(code["include"]) if code else (),
-            exclude=tuple(code["exclude"]) if code else (),
+            # Never shipped, whatever the config adds: secrets (.env), repositories, virtualenvs.
+            exclude=(*DEFAULT_EXCLUDE, *code["exclude"]) if code else (),
             environment=config["environment"],
             installer=config["installer"],
             requirements=tuple(config["requirements"]),
