@@ -14,7 +14,7 @@ from dagster_slurm_launcher.connect import connect
 from dagster_slurm_launcher.doctor import Finding, examine
 from dagster_slurm_launcher.housekeeping import UnknownRun, cutoff_of, lineage_jobs, plan_cleanup, remove_folders
 from dagster_slurm_launcher.settings import ENV_PREFIX, SettingsError, SlurmSettings, load_settings
-from dagster_slurm_launcher.ship.inventory import in_use, inventory, prune
+from dagster_slurm_launcher.ship.inventory import Shipped, in_use, inventory, prune
 from dagster_slurm_launcher.slurm import SlurmError
 from dagster_slurm_launcher.transport import TransportError
 
@@ -78,38 +78,52 @@ def cleanup(older_than: timedelta, dry_run: bool) -> int:
 def shipped_list() -> int:
     """Print the code and environments shipped under the cluster's base folder."""
     rows = [("KIND", "STATE", "LAST USED", "SIZE", "NAME")]
-    for e in inventory(connect(_settings())):
-        rows.append(
-            (e.kind, e.state, datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M"), _kib(e.size_kib), e.name)
-        )
+    for e in inventory(connect(_settings())).entries:
+        used = datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
+        rows.append((e.kind, e.state, used, _kib(e.size_kib), e.name))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
     return 0
 
 
+# Uploads and builds in progress are never pruned younger than this, whatever --older-than says.
+PARTIAL_AGE = timedelta(days=1)
+
+
 def shipped_prune(older_than: timedelta, dry_run: bool) -> int:
-    """Remove shipped code and environments that no run used for ``older_than``, but any an
-    unfinished run of the instance uses."""
+    """Remove shipped code and environments that no run used for ``older_than``, but any that
+    runs may still need (see :func:`in_use`); uploads and builds in progress after a day."""
     instance = _instance()
     cluster = connect(_settings())
-    cutoff = cutoff_of(older_than)
-    keep = in_use(instance)
-    entries = inventory(cluster)
-    doomed = [e for e in entries if e.last_used < cutoff and e.entry not in keep]
-    outcome = {} if dry_run else prune(cluster, doomed, cutoff)
-    for e in entries:
+    keep = in_use(instance, cluster)
+    listed = inventory(cluster)
+    partial_age = max(older_than, PARTIAL_AGE)
+
+    def verdict(e: Shipped) -> str | None:
         if e.entry in keep:
-            verdict = "kept (an unfinished run uses it)"
-        elif e not in doomed:
-            verdict = "kept (used since the age limit)"
-        elif dry_run:
-            verdict = "would remove"
-        else:
-            verdict = "removed" if outcome.get(e.entry) == "removed" else "kept (a run used it meanwhile)"
-        print(f"{verdict:34} {e.entry}  {_kib(e.size_kib)}")
+            return "kept (a run may still need it)"
+        if e.state == "lock":
+            return "kept (a build's lock)"
+        limit = partial_age if e.state == "partial" else older_than
+        if listed.now - e.last_used < limit.total_seconds():
+            return "kept (used since the age limit)"
+        return None
+
+    verdicts = {e.entry: verdict(e) for e in listed.entries}
+    doomed = [e for e in listed.entries if verdicts[e.entry] is None]
+    outcome: dict[str, str] = {}
+    if not dry_run:
+        # The cluster checks each entry's last use again, against the shorter age.
+        outcome = prune(cluster, [e for e in doomed if e.state == "ready"], older_than.total_seconds())
+        outcome |= prune(cluster, [e for e in doomed if e.state == "partial"], partial_age.total_seconds())
+    for e in listed.entries:
+        shown = verdicts[e.entry] or ("would remove" if dry_run else None)
+        if shown is None:
+            shown = "removed" if outcome.get(e.entry) == "removed" else "kept (a run used it meanwhile)"
+        print(f"{shown:34} {e.entry}  {_kib(e.size_kib)}")
     removed = len(doomed) if dry_run else sum(v == "removed" for v in outcome.values())
-    print(f"{removed} of {len(entries)} shipped entries {'to remove' if dry_run else 'removed'}")
+    print(f"{removed} of {len(listed.entries)} shipped entries {'to remove' if dry_run else 'removed'}")
     return 0
 
 

@@ -3,6 +3,7 @@ virtualenv the cluster cannot read (as a laptop's), and a cluster whose Python h
 standard library. Each run ships what the cluster lacks, once per content."""
 
 import os
+import re
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.lab
 
 DEFS = """
 import sys
+import time
 
 import dagster_slurm_launcher
 import helper
@@ -29,6 +31,7 @@ from dagster_slurm_launcher import slurm_executor
 
 @asset
 def greeting() -> str:
+    time.sleep(helper.SLEEP)
     return helper.GREETING
 
 
@@ -56,11 +59,11 @@ shipped = defs.resolve_job_def("shipped")
 """
 
 
-def code_location(folder: Path, config: dict, greeting: str = "hello") -> Path:
+def code_location(folder: Path, config: dict, greeting: str = "hello", sleep: int = 0) -> Path:
     """A code location as on a laptop: in a folder only root can read."""
     folder.mkdir(mode=0o700, exist_ok=True)
     (folder / "defs.py").write_text(textwrap.dedent(DEFS.format(config=config)))
-    (folder / "helper.py").write_text(f"GREETING = {greeting!r}\n")
+    (folder / "helper.py").write_text(f"GREETING = {greeting!r}\nSLEEP = {sleep}\n")
     (folder / "pyproject.toml").write_text(
         '[project]\nname = "laptop-project"\nversion = "0.1"\ndependencies = ["six"]\n'
     )
@@ -138,7 +141,7 @@ def test_a_laptops_code_and_environment_are_shipped_once_and_only_what_changed_a
     assert any(m.startswith("Python environment unchanged") for m in messages)
     assert not any(m.startswith(("Shipping", "Building")) for m in messages)
 
-    (folder / "helper.py").write_text("GREETING = 'hello again'\n")
+    (folder / "helper.py").write_text("GREETING = 'hello again'\nSLEEP = 0\n")
     third = run(folder, instance)
     assert third.success
     messages = engine_messages(instance, third.run_id)
@@ -206,7 +209,7 @@ def test_shipped_code_is_listed_and_pruned_but_never_what_an_unfinished_run_uses
     folder = code_location(tmp_path / "project", config)
     monkeypatch.chdir(folder)
     first = run(folder, instance)
-    (folder / "helper.py").write_text("GREETING = 'changed'\n")
+    (folder / "helper.py").write_text("GREETING = 'changed'\nSLEEP = 0\n")
     second = run(folder, instance)
     assert first.success and second.success
     old, new = (instance.get_run_by_id(r.run_id).tags[CODE_TAG] for r in (first, second))
@@ -231,5 +234,31 @@ def test_shipped_code_is_listed_and_pruned_but_never_what_an_unfinished_run_uses
     assert "would remove" in dry.stdout and len(shipped(base, "code")) == 2
     pruned = dagster_slurm("shipped", "prune", "--older-than", "0m", instance=instance, **env)
     assert pruned.returncode == 0, pruned.stderr
-    assert f"kept (an unfinished run uses it)   code/{old}" in pruned.stdout
-    assert "removed" in pruned.stdout and shipped(base, "code") == [f"{base}/code/{old}"]
+    assert re.search(rf"^kept \(a run may still need it\) +code/{old}", pruned.stdout, re.M)
+    assert re.search(rf"^removed +code/{new}", pruned.stdout, re.M)
+    assert shipped(base, "code") == [f"{base}/code/{old}"]
+
+
+def test_a_resumed_run_runs_the_code_it_shipped_though_the_laptops_copy_changed(
+    tmp_path: Path, instance: DagsterInstance, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = executor_config(base, "python")
+    config["python"] = os.environ["DAGSTER_SLURM_PYTHON"]  # the lab's shared environment: code only
+    folder = code_location(tmp_path / "project", config, sleep=20)
+    monkeypatch.chdir(folder)
+    first = lab.start_run_worker(instance, folder / "defs.py", "shipped")
+    [run] = lab.wait_until(lambda: instance.get_runs(), 60, what="the run")
+    lab.wait_until(lambda: lab.job_of_step(run.run_id, "greeting", {"RUNNING"}), 120, what="greeting running")
+    first.kill()
+    first.wait()
+    # Edited while the run worker was down: the resumed run's steps still run what it shipped.
+    (folder / "helper.py").write_text("GREETING = 'edited meanwhile'\nSLEEP = 0\n")
+    resumed = lab.start_run_worker(instance, folder / "defs.py", "shipped", resume_run_id=run.run_id)
+    assert resumed.wait(timeout=300) == 0
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
+    shipped_code = f"{base}/code/{instance.get_run_by_id(run.run_id).tags[CODE_TAG]}"
+    metadata = report_metadata(instance)
+    assert metadata["greeting"] == "hello" and metadata["helper"] == f"{shipped_code}/helper.py"
+    messages = engine_messages(instance, run.run_id)
+    assert any(m.startswith("Resuming with the code and environment this run shipped") for m in messages)
+    assert shipped(base, "code") == [shipped_code]

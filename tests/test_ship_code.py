@@ -45,15 +45,20 @@ def test_the_hash_changes_with_a_files_content_and_only_then(tmp_path: Path) -> 
     assert collect(root, ["*"], DEFAULT_EXCLUDE).digest != first
 
 
-def test_the_archive_holds_the_files_with_their_modes(tmp_path: Path) -> None:
+def test_the_archive_holds_the_files_as_hashed_with_their_modes_and_links_as_files(tmp_path: Path) -> None:
     import io
     import tarfile
 
-    root = project(tmp_path)
+    root = project(tmp_path / "p")
     (root / "defs.py").chmod(0o755)
+    (tmp_path / "outside.py").write_text("z = 3\n")
+    (root / "linked.py").symlink_to(tmp_path / "outside.py")
     bundle = collect(root, ["*"], DEFAULT_EXCLUDE)
+    (root / "defs.py").write_text("changed after hashing\n")
     with tarfile.open(fileobj=io.BytesIO(bundle.archive())) as tar:
         members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile("defs.py").read() == b"x = 1\n"
+        assert members["linked.py"].isreg() and tar.extractfile("linked.py").read() == b"z = 3\n"
     assert sorted(members) == list(bundle.files)
     assert members["defs.py"].mode & 0o100 and members["defs.py"].uid == 0
 
@@ -65,6 +70,18 @@ def test_a_step_loads_the_job_from_the_shipped_copy(tmp_path: Path) -> None:
     pointer = FileCodePointer(str(tmp_path / "pkg" / "mod.py"), "defs", str(tmp_path))
     origin = JobPythonOrigin("job", RepositoryPythonOrigin("/laptop/venv/bin/python", pointer))
     moved = relocated(origin, tmp_path, "/cluster/code/abc", "/cluster/envs/def/bin/python")
+    # A working directory below the shipped folder stays below it.
+    sub = relocated(
+        JobPythonOrigin(
+            "job", RepositoryPythonOrigin("python", FileCodePointer("defs.py", "defs", str(tmp_path / "pkg")))
+        ),
+        tmp_path,
+        "/cluster/code/abc",
+        "python",
+    )
+    assert sub.repository_origin.code_pointer == FileCodePointer(
+        "/cluster/code/abc/pkg/defs.py", "defs", "/cluster/code/abc/pkg"
+    )
     assert moved.repository_origin.code_pointer == FileCodePointer(
         "/cluster/code/abc/pkg/mod.py", "defs", "/cluster/code/abc"
     )
@@ -84,8 +101,8 @@ def test_a_file_outside_the_shipped_folder_is_refused_with_the_fix(tmp_path: Pat
 def test_a_src_layout_puts_src_on_the_steps_import_path(tmp_path: Path) -> None:
     (tmp_path / "src" / "proj").mkdir(parents=True)
     (tmp_path / "src" / "proj" / "__init__.py").write_text("")
-    assert import_paths(collect(tmp_path, ["*"], DEFAULT_EXCLUDE), "/c") == ["/c/src"]
-    assert import_paths(collect(project(tmp_path / "flat"), ["*"], DEFAULT_EXCLUDE), "/c") == []
+    assert import_paths(tmp_path, "/c") == ["/c/src"]
+    assert import_paths(project(tmp_path / "flat"), "/c") == []
 
 
 def test_a_runs_run_config_may_not_ship_code_or_install_packages_unless_trusted() -> None:

@@ -45,3 +45,48 @@ def test_the_code_locations_pyproject_dependencies_are_roots(tmp_path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\ndependencies = ["six>=1", "attrs"]\n')
     assert project_dependencies(tmp_path) == ["six>=1", "attrs"]
     assert project_dependencies(tmp_path / "none") == []
+
+
+def dist(tmp_path, name: str, version: str, requires: list[str] = (), direct_url: str | None = None):
+    from importlib.metadata import PathDistribution
+
+    info = tmp_path / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    lines = [f"Name: {name}", f"Version: {version}", *(f"Requires-Dist: {r}" for r in requires)]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+    (info / "RECORD").write_text("")
+    if direct_url:
+        (info / "direct_url.json").write_text(direct_url)
+    return PathDistribution(info)
+
+
+def test_markers_and_extras_decide_what_is_pinned(tmp_path) -> None:
+    installed = [
+        dist(tmp_path, "dagster-slurm-launcher", "1.0", ["dagster"]),
+        dist(tmp_path, "dagster", "1.13.0", ['pywin32; sys_platform == "win32"', 'fancy; extra == "fancy"']),
+        dist(tmp_path, "pywin32", "306"),
+        dist(tmp_path, "fancy", "2.0"),
+    ]
+    assert resolve([], installed).constraints == ("dagster==1.13.0", "dagster-slurm-launcher==1.0")
+    with_extra = resolve(["dagster[fancy]"], installed)
+    assert "fancy==2.0" in with_extra.constraints and "pywin32==306" not in with_extra.constraints
+    assert with_extra.requirements == ("dagster-slurm-launcher", "dagster[fancy]")
+
+
+def test_an_editable_dependency_is_refused_with_the_fix(tmp_path) -> None:
+    editable = '{"url": "file:///home/me/lib", "dir_info": {"editable": true}}'
+    installed = [
+        dist(tmp_path, "dagster-slurm-launcher", "1.0", ["mylib"]),
+        dist(tmp_path, "mylib", "0.1", direct_url=editable),
+    ]
+    with pytest.raises(CodeShippingError, match="editable mode from file:///home/me/lib"):
+        resolve([], installed)
+
+
+def test_a_dependency_from_a_git_repository_is_required_at_its_commit(tmp_path) -> None:
+    vcs = '{"url": "https://git.example/lib.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}'
+    installed = [
+        dist(tmp_path, "dagster-slurm-launcher", "1.0", ["mylib"]),
+        dist(tmp_path, "mylib", "0.1", direct_url=vcs),
+    ]
+    assert "mylib @ git+https://git.example/lib.git@abc123" in resolve([], installed).requirements

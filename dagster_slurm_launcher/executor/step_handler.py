@@ -41,7 +41,7 @@ from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
 from dagster_slurm_launcher.payload import StepPayload
 from dagster_slurm_launcher.run_events import SLURM_JOB_IDS, report_cancelled
-from dagster_slurm_launcher.ship.shipping import ShipConfig, Shipment, ship
+from dagster_slurm_launcher.ship.shipping import ShipConfig, Shipment, ship, shipped_before
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -144,16 +144,29 @@ class SlurmStepHandler(StepHandler):
             data = {k: MetadataValue.text(str(v)) for k, v in metadata.items()}
             instance.report_engine_event(message, run, EngineEventData(metadata=data))
 
-        shipment = ship(
-            self._ship,
-            self._client.transport,
-            self._remote_base_dir,
-            run.job_code_origin,
-            self._python,
-            self._setup,
-            self._env,
-            report,
-        )
+        shipment = None
+        if plan_context.resume_from_failure:
+            # Its adopted steps run what the run's first worker shipped; so do the others.
+            shipment = shipped_before(
+                self._ship,
+                self._client.transport,
+                self._remote_base_dir,
+                run.job_code_origin,
+                self._python,
+                run.tags,
+                report,
+            )
+        if shipment is None:
+            shipment = ship(
+                self._ship,
+                self._client.transport,
+                self._remote_base_dir,
+                run.job_code_origin,
+                self._python,
+                self._setup,
+                self._env,
+                report,
+            )
         instance.add_run_tags(run.run_id, dict(shipment.tags))
         return shipment
 
@@ -227,11 +240,10 @@ class SlurmStepHandler(StepHandler):
         python = self._python
         origin = run.job_code_origin
         working_directory = origin.repository_origin.code_pointer.working_directory if origin else None
-        if self._shipment is not None:
+        if self._shipment is not None and origin is not None:
             python = self._shipment.python
-            working_directory = self._shipment.code_dir or working_directory
-            if self._shipment.import_paths:
-                env["PYTHONPATH"] = ":".join([*self._shipment.import_paths, *filter(None, [env.get("PYTHONPATH")])])
+            working_directory = self._shipment.working_directory(origin)
+            env = self._shipment.step_environment(env)
         files = (payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(env).encode())
         write_step_folder(self._client.transport, folder, *files)
         return render_script(setup=self._setup, working_directory=working_directory, python=python, step_folder=folder)

@@ -8,7 +8,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster_slurm_launcher.dagster_internals import JobPythonOrigin, changed
@@ -26,24 +26,26 @@ class CodeShippingError(ValueError):
 
 @dataclass(frozen=True)
 class CodeBundle:
-    """The files of a code location that go to the cluster."""
+    """The files of a code location that go to the cluster, as they were read for the hash."""
 
     root: Path
     files: tuple[str, ...]
     """Paths relative to ``root``, POSIX-style, sorted."""
     digest: str
     size: int
+    contents: tuple[tuple[bytes, bool], ...] = field(repr=False, compare=False)
+    """Each file's bytes and executable bit, in the order of ``files``."""
 
     def archive(self) -> bytes:
-        """The files as a gzipped tar, their modes kept and owners dropped."""
+        """The files as a gzipped tar of regular files: what was hashed, whatever changed on
+        disk since, and a symbolic link as the file it points to (its target is not shipped)."""
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-            for name in self.files:
-                info = tar.gettarinfo(str(self.root / name), arcname=name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with open(self.root / name, "rb") as f:
-                    tar.addfile(info, f)
+            for name, (content, executable) in zip(self.files, self.contents, strict=True):
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                info.mode = 0o755 if executable else 0o644
+                tar.addfile(info, io.BytesIO(content))
         return buffer.getvalue()
 
 
@@ -66,6 +68,11 @@ def collect(root: Path, include: Sequence[str], exclude: Sequence[str]) -> CodeB
     """
     if not root.is_dir():
         raise CodeShippingError(f"the code location's folder {root} does not exist: set ship.code.root")
+    if root.resolve() in (Path.home().resolve(), Path("/")):
+        raise CodeShippingError(
+            f"the code location's folder is {root} (where Dagster was started): start it from the project's "
+            "folder, or set ship.code.root to it, so that not all of it is shipped"
+        )
     files: list[str] = []
     for folder, dirs, names in os.walk(root):
         relative_folder = Path(folder).relative_to(root).as_posix()
@@ -80,6 +87,7 @@ def collect(root: Path, include: Sequence[str], exclude: Sequence[str]) -> CodeB
     files.sort()
     digest = hashlib.sha256()
     size = 0
+    contents = []
     for relative in files:
         path = root / relative
         content = path.read_bytes()
@@ -93,7 +101,8 @@ def collect(root: Path, include: Sequence[str], exclude: Sequence[str]) -> CodeB
         executable = bool(path.stat().st_mode & stat.S_IXUSR)
         digest.update(f"{relative}\0{int(executable)}\0".encode())
         digest.update(hashlib.sha256(content).digest())
-    return CodeBundle(root=root, files=tuple(files), digest=digest.hexdigest()[:20], size=size)
+        contents.append((content, executable))
+    return CodeBundle(root, tuple(files), digest.hexdigest()[:20], size, tuple(contents))
 
 
 def code_root(origin: JobPythonOrigin) -> Path:
@@ -119,23 +128,30 @@ def relocated(origin: JobPythonOrigin, root: Path, code_dir: str, python: str) -
             f"code locations loaded through a {type(pointer).__name__} cannot be shipped: load the "
             "definitions from a file (-f) or a module (-m)"
         )
-    fields: dict[str, str] = {"working_directory": code_dir}
+    fields: dict[str, str] = {"working_directory": _moved(pointer.working_directory or str(root), root, code_dir)}
     python_file = getattr(pointer, "python_file", None)
     if python_file:
         path = Path(python_file)
         if not path.is_absolute():
             path = Path(pointer.working_directory or os.getcwd()) / path
-        if not path.resolve().is_relative_to(root.resolve()):
-            raise CodeShippingError(
-                f"the code location's file {python_file} is outside the shipped folder {root}: "
-                "set ship.code.root to a folder that holds it"
-            )
-        fields["python_file"] = f"{code_dir}/{path.resolve().relative_to(root.resolve()).as_posix()}"
-    repository = origin.repository_origin._replace(code_pointer=changed(pointer, **fields), executable_path=python)
-    return origin._replace(repository_origin=repository)
+        fields["python_file"] = _moved(str(path), root, code_dir)
+    repository = changed(origin.repository_origin, code_pointer=changed(pointer, **fields), executable_path=python)
+    return changed(origin, repository_origin=repository)
 
 
-def import_paths(bundle: CodeBundle, code_dir: str) -> list[str]:
+def _moved(path: str, root: Path, code_dir: str) -> str:
+    """``path`` under ``root`` on this host, as the same path under ``code_dir`` on the cluster."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise CodeShippingError(
+            f"the code location's {path} is outside the shipped folder {root}: set ship.code.root to a folder "
+            "that holds it"
+        )
+    relative = resolved.relative_to(root.resolve()).as_posix()
+    return code_dir if relative == "." else f"{code_dir}/{relative}"
+
+
+def import_paths(root: Path, code_dir: str) -> list[str]:
     """Folders of the shipped copy to put on ``PYTHONPATH``: ``src`` in a src layout, whose
     package the Dagster host imports from an editable install that the cluster does not have."""
-    return [f"{code_dir}/src"] if any(f.startswith("src/") for f in bundle.files) else []
+    return [f"{code_dir}/src"] if (root / "src").is_dir() else []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster_slurm_launcher.ship.requirements import Requirements
-from dagster_slurm_launcher.transport import Transport, TransportError
+from dagster_slurm_launcher.transport import CommandInterrupted, Transport, TransportError
 from dagster_slurm_launcher.transport.programs import command
 
 MODES = ("python", "build", "wheels")
@@ -81,7 +81,13 @@ def build(transport: Transport, spec: EnvironmentSpec, env_dir: str, stage_dir: 
     """
     source = "offline" if spec.mode == "wheels" else "index"
     argv = [env_dir, stage_dir, spec.installer, spec.base_python, source, spec.requirements.package_version]
-    result = transport.run(command("build_environment", *argv), timeout=BUILD_TIMEOUT)
+    try:
+        result = transport.run(command("build_environment", *argv), timeout=BUILD_TIMEOUT)
+    except CommandInterrupted as exc:
+        raise EnvironmentBuildError(
+            f"the connection to the login node broke while it built {env_dir} ({exc.__class__.__name__}); the "
+            "build goes on or stops there, and the next run waits for it or starts it again"
+        ) from None
     if not result.ok:
         where = "from the wheels shipped" if source == "offline" else "from the site's package index"
         raise EnvironmentBuildError(
@@ -149,5 +155,7 @@ def download_wheels(spec: EnvironmentSpec, platform: Platform, into: Path) -> li
         result = subprocess.run(argv, cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         last = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+        if "No module named pip" in last:
+            last += f"\n(install pip into the Dagster host's environment: {sys.executable} -m ensurepip)"
         raise EnvironmentBuildError(f"downloading wheels for the cluster ({platform}) failed:\n{last}")
     return sorted(into.glob("*.whl"))

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from dagster import DagsterInstance, RunsFilter
 
 from dagster_slurm_launcher.connect import Cluster
+from dagster_slurm_launcher.executor.lineage import lineage_run_ids
 from dagster_slurm_launcher.housekeeping import NOT_FINISHED
+from dagster_slurm_launcher.naming import JOB_NAME_PREFIX
 from dagster_slurm_launcher.ship.shipping import CODE_DIR, CODE_TAG, ENVIRONMENT_TAG, ENVS_DIR
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.programs import command
@@ -27,33 +29,51 @@ class Shipped:
         return f"{self.kind}/{self.name}"
 
 
-def inventory(cluster: Cluster) -> list[Shipped]:
+@dataclass(frozen=True)
+class Inventory:
+    """What is shipped, and the time by the cluster filesystem's clock when it was listed."""
+
+    now: float
+    entries: list[Shipped]
+
+
+def inventory(cluster: Cluster) -> Inventory:
     """Everything shipped under the cluster's base folder, code first, oldest use first."""
     result = cluster.client.transport.run(command("list_shipped", cluster.remote_base_dir))
-    if not result.ok:
+    lines = result.stdout.splitlines()
+    if not result.ok or not lines or not lines[0].startswith("now "):
         raise TransportError(f"could not list {cluster.remote_base_dir} on the cluster: {result.stderr.strip()}")
     entries = []
-    for line in result.stdout.splitlines():
+    for line in lines[1:]:
         kind, name, state, used, size = line.split()
-        entries.append(Shipped(kind, name, state, float(used), int(size or 0)))
-    return sorted(entries, key=lambda e: (e.kind, e.last_used))
+        entries.append(Shipped(kind, name, state, float(used), int(size)))
+    return Inventory(float(lines[0].split()[1]), sorted(entries, key=lambda e: (e.kind, e.last_used)))
 
 
-def in_use(instance: DagsterInstance) -> set[str]:
-    """The entries that unfinished runs of the instance use (their run tags say which)."""
+def in_use(instance: DagsterInstance, cluster: Cluster) -> set[str]:
+    """The entries that runs may still need: those of the instance's unfinished runs, and of
+    every run of a lineage with a job in Slurm's queue (a run whose worker gave up is FAILURE
+    while its queued jobs wait, for a retry to adopt). Run tags say which entries a run uses."""
+    runs = list(instance.get_runs(RunsFilter(statuses=NOT_FINISHED)))
+    queued = {i.name for i in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-") if not i.is_terminal}
+    # A job's name is dagster-<root run id>-<16 hex digits> (naming.job_name).
+    for root in {name[len(JOB_NAME_PREFIX) + 1 : -17] for name in queued}:
+        run = instance.get_run_by_id(root)
+        if run is not None:
+            runs += [r for r in (instance.get_run_by_id(i) for i in lineage_run_ids(instance, run)) if r]
     used = set()
-    for run in instance.get_runs(RunsFilter(statuses=NOT_FINISHED)):
+    for run in runs:
         for tag, kind in ((CODE_TAG, CODE_DIR), (ENVIRONMENT_TAG, ENVS_DIR)):
             if tag in run.tags:
                 used.add(f"{kind}/{run.tags[tag]}")
     return used
 
 
-def prune(cluster: Cluster, entries: list[Shipped], cutoff: float) -> dict[str, str]:
-    """Remove ``entries`` unless a run used them since ``cutoff`` (checked on the cluster)."""
+def prune(cluster: Cluster, entries: list[Shipped], age_seconds: float) -> dict[str, str]:
+    """Remove ``entries`` unless a run used them in the last ``age_seconds`` (checked on the cluster)."""
     if not entries:
         return {}
-    program = command("remove_shipped", cluster.remote_base_dir, str(int(cutoff)))
+    program = command("remove_shipped", cluster.remote_base_dir, str(int(age_seconds)))
     stdin = b"".join(e.entry.encode() + b"\0" for e in entries)
     result = cluster.client.transport.run(program, stdin=stdin)
     if not result.ok:

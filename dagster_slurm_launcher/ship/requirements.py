@@ -111,8 +111,8 @@ def _how_to_install(dist: metadata.Distribution) -> str | LocalWheel:
     url = direct.get("url", "")
     if direct.get("dir_info", {}).get("editable"):
         raise CodeShippingError(
-            f"{name} is installed in editable mode from {url}, which the cluster cannot install: "
-            f"install it without -e, or ship its source as part of the code location"
+            f"{name} is installed in editable mode from {url}, which the cluster cannot install: install it "
+            "without -e (`pip install <folder>`) into the Dagster host's environment"
         )
     if "vcs_info" in direct:
         vcs = direct["vcs_info"]

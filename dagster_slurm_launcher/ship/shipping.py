@@ -77,6 +77,16 @@ class Shipment:
             return origin
         return shipped_code.relocated(origin, self._root, self.code_dir, self.python)
 
+    def working_directory(self, origin: JobPythonOrigin) -> str | None:
+        """Where a step starts: the origin's working directory, in the shipped copy if code is shipped."""
+        return getattr(self.origin(origin).repository_origin.code_pointer, "working_directory", None)
+
+    def step_environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` with the shipped copy's import paths before any ``PYTHONPATH`` it sets."""
+        if not self.import_paths:
+            return dict(env)
+        return {**env, "PYTHONPATH": ":".join([*self.import_paths, *filter(None, [env.get("PYTHONPATH")])])}
+
 
 def ship(
     config: ShipConfig,
@@ -94,7 +104,7 @@ def ship(
         CodeShippingError: the code or the requirements cannot be shipped as configured.
         TransportError: an upload failed; EnvironmentBuildError (one) with the installer's message.
     """
-    root = config.code_root or (shipped_code.code_root(origin) if config.code else None)
+    root = _root(config, origin)
     bundle = shipped_code.collect(root, config.include, config.exclude) if config.code and root else None
     spec = None
     if config.environment != "python":
@@ -117,12 +127,61 @@ def ship(
         _ship_environment(transport, spec, env_dir, report)
     elif spec:
         report(f"Python environment unchanged: {env_dir} is ready.", {"environment": env_dir})
-    paths = tuple(shipped_code.import_paths(bundle, code_dir)) if bundle and code_dir else ()
+    paths = tuple(shipped_code.import_paths(root, code_dir)) if root and code_dir else ()
     shipment = Shipment(python=python, code_dir=code_dir, import_paths=paths, tags=tags, _root=root)
     if code_dir and marker and not status["checked"]:
         _check(transport, shipment, origin, code_dir, marker, setup, env)
         report(f"The shipped environment loads job {origin.job_name!r} from the shipped code.", {"python": python})
     return shipment
+
+
+def shipped_before(
+    config: ShipConfig,
+    transport: Transport,
+    base_dir: str,
+    origin: JobPythonOrigin,
+    base_python: str,
+    tags: Mapping[str, str],
+    report: Report,
+) -> Shipment | None:
+    """The shipment an earlier worker of this run made, as its tags name it; ``None`` if it
+    made none. A worker that resumes a run runs its steps from there, as the steps it adopts do,
+    whatever changed on this host since.
+
+    Raises:
+        CodeShippingError: what the run shipped is gone from the cluster (pruned).
+    """
+    if (config.code and CODE_TAG not in tags) or (config.environment != "python" and ENVIRONMENT_TAG not in tags):
+        return None
+    root = _root(config, origin)
+    code_dir = f"{base_dir}/{CODE_DIR}/{tags[CODE_TAG]}" if config.code else None
+    env_dir = f"{base_dir}/{ENVS_DIR}/{tags[ENVIRONMENT_TAG]}" if config.environment != "python" else None
+    status = _status(transport, code_dir, env_dir, None)
+    gone = [path for path, present in ((code_dir, status["code"]), (env_dir, status["environment"])) if not present]
+    if gone:
+        raise CodeShippingError(
+            f"{' and '.join(str(g) for g in gone)}, which this run shipped and its steps use, is gone from the "
+            "cluster (pruned?): the run cannot be resumed; re-execute it, which ships again"
+        )
+    python = f"{env_dir}/bin/python" if env_dir else base_python
+    paths = tuple(shipped_code.import_paths(root, code_dir)) if root and code_dir else ()
+    report(
+        f"Resuming with the code and environment this run shipped: {code_dir or 'code as it is'}, {python}.",
+        {"code": code_dir or "", "python": python},
+    )
+    return Shipment(python=python, code_dir=code_dir, import_paths=paths, tags=dict(tags), _root=root)
+
+
+def _root(config: ShipConfig, origin: JobPythonOrigin) -> Path | None:
+    """The code location's folder: what ships, and whose pyproject.toml names dependencies."""
+    if config.code_root:
+        return config.code_root
+    try:
+        return shipped_code.code_root(origin)
+    except CodeShippingError:
+        if config.code:
+            raise
+        return None  # only the environment ships: no project folder to read dependencies from
 
 
 def _status(transport: Transport, code_dir: str | None, env_dir: str | None, marker: str | None) -> dict[str, bool]:
@@ -187,8 +246,9 @@ def _check(
     setup: Sequence[str],
     env: Mapping[str, str],
 ) -> None:
-    steps_env = {**env, **({"PYTHONPATH": ":".join(shipment.import_paths)} if shipment.import_paths else {})}
-    spec = {"origin": serialize_value(shipment.origin(origin)), "env": steps_env, "python_path": shipment.import_paths}
+    steps_env = shipment.step_environment(env)
+    python_path = [p for p in steps_env.get("PYTHONPATH", "").split(":") if p]
+    spec = {"origin": serialize_value(shipment.origin(origin)), "env": steps_env, "python_path": python_path}
     setup_text = "".join(f"{line}\n" for line in setup).encode()
     argv = [shipment.python, code_dir, marker, str(len(setup_text))]
     result = transport.run(command("check_code", *argv), stdin=setup_text + json.dumps(spec).encode())

@@ -18,21 +18,33 @@ until mkdir -- "$lock" 2>/dev/null; do
         rm -f -- "$now"
         if [ "$age" -gt 300 ] && mv -- "$lock" "$lock.stale.$token" 2>/dev/null; then rm -rf -- "$lock.stale.$token"; fi
     fi
-    [ "$SECONDS" -lt "$deadline" ] || { echo "another build of $env held its lock for 40 minutes" >&2; exit 1; }
+    [ "$SECONDS" -lt "$deadline" ] || {
+        echo "another build of $env held its lock $lock for 40 minutes; if no build runs, remove the lock" >&2; exit 1; }
     sleep 1
 done
 : >"$lock/$token"
-# Away from stdout: a sleep holding it open would keep the command from ending.
-( while sleep 60; do [ -e "$lock/$token" ] && touch -- "$lock" 2>/dev/null || exit 0; done ) >/dev/null 2>&1 &
+# The heartbeat ends with this shell (even SIGKILLed: kill -0) or when the lock is no longer
+# ours; a failed touch (a filesystem hiccup) is tried again next minute. Away from stdout: a
+# sleep holding it open would keep the command from ending.
+( while sleep 60 && kill -0 $$ 2>/dev/null; do
+      [ -e "$lock/$token" ] || exit 0; touch -- "$lock" 2>/dev/null
+  done ) >/dev/null 2>&1 &
 beat=$!
-trap 'kill "$beat" 2>/dev/null; rm -f -- "$lock/$token" && rmdir -- "$lock"' EXIT
+trap 'kill "$beat" 2>/dev/null; rm -- "$lock/$token" 2>/dev/null && rmdir -- "$lock"' EXIT
+# Whether the lock is still ours: a waiter breaks a lock untouched for 5 minutes.
+held() { [ -e "$lock/$token" ] || { echo "the build lost its lock $lock (untouched for 5 minutes): not finishing it" >&2; exit 1; }; }
 if [ -e "$env/.ready" ]; then echo ready; exit 0; fi
-rm -rf -- "$env"
+held; rm -rf -- "$env"
 log=$env.build.log
-# The cluster user's login environment (the module command), then the executor's setup lines,
-# as a step's batch script has them; what they print is not the build's.
-{ [ -r /etc/profile ] && . /etc/profile; [ -r "$HOME/.bash_profile" ] && . "$HOME/.bash_profile"; } >/dev/null 2>&1
-. "$stage/setup.sh" >/dev/null 2>&1 || { echo "the executor's setup lines failed on the login node" >&2; exit 1; }
+# The cluster user's login environment (the module command: bash -l's start-up files, in its
+# order), then the executor's setup lines, as a step's batch script has them; what they print
+# or read from stdin is not the build's.
+{ [ -r /etc/profile ] && . /etc/profile
+  for f in "$HOME/.bash_profile" "$HOME/.bash_login" "$HOME/.profile"; do [ -r "$f" ] && { . "$f"; break; }; done
+} </dev/null >/dev/null 2>&1
+out=$(. "$stage/setup.sh" </dev/null 2>&1) || {
+    printf "the executor's setup lines failed on the login node:\n%s\n" "$out" >&2; exit 1; }
+. "$stage/setup.sh" </dev/null >/dev/null 2>&1
 cd -- "$stage" || exit 1
 offline=; [ "$source" = offline ] && offline="--no-index --find-links wheels"
 {
@@ -43,11 +55,11 @@ offline=; [ "$source" = offline ] && offline="--no-index --find-links wheels"
                  $offline -r requirements.txt -c constraints.txt ;;
         *) echo "unknown installer $installer"; false ;;
     esac
-} >"$log" 2>&1 || { tail -n 30 -- "$log" >&2; rm -rf -- "$env"; exit 1; }
+} >"$log" 2>&1 </dev/null || { tail -n 30 -- "$log" >&2; held; rm -rf -- "$env"; exit 1; }
 found=$("$env/bin/python" -c 'import importlib.metadata as m; print(m.version("dagster-slurm-launcher"))' 2>>"$log")
 if [ "$found" != "$version" ]; then
     echo "the built environment holds dagster-slurm-launcher ${found:-(none)}, not $version" >&2
-    rm -rf -- "$env"; exit 1
+    held; rm -rf -- "$env"; exit 1
 fi
 rm -f -- "$log"
-: >"$env/.ready" && echo built
+held; : >"$env/.ready" && rm -rf -- "$stage" && echo built

@@ -1,13 +1,16 @@
-# Removes shipped code and environments not used since a time. $1 the base folder, $2 that time
-# (seconds since the epoch); stdin: entries as list_shipped.sh names them ("code/<name>",
-# "envs/<name>", "code/.incoming/<name>"), each followed by NUL. stdout: "removed <entry>" or
-# "used <entry>" (a run used it since $2: kept) per entry. An entry that is not one of those
-# forms is refused (exit 1), so that no input can make it remove anything else. A removed entry
-# first disappears by a rename, so no run finds half of it.
-base=${1%/} since=$2 status=0
+# Removes shipped code and environments not used for a while. $1 the base folder, $2 that while
+# in seconds, judged by the filesystem's clock; stdin: entries as list_shipped.sh names them
+# ("code/<name>", "envs/<name>", "code/.incoming/<name>"), each followed by NUL. stdout:
+# "removed <entry>" or "used <entry>" (a run used it since: kept) per entry. Build locks, and
+# anything that is not one of those forms, are refused (exit 1), so that no input can make it
+# remove anything else. A removed entry first disappears by a rename, so no run finds half of it.
+base=${1%/} age=$2 status=0
+now=$base/.now.$$
+: >"$now" && since=$(( $(stat -c %Y -- "$now") - age )) && rm -f -- "$now" || exit 1
 while IFS= read -r -d '' entry; do
     case "$entry" in
-        code/.incoming/*/*|envs/.incoming/*/*) echo "refused: $entry" >&2; status=1; continue ;;
+        */.|*/..|*.build-lock|*/.incoming/*/*|code/.incoming/.*|envs/.incoming/.*)
+            echo "refused: $entry" >&2; status=1; continue ;;
         code/.incoming/?*|envs/.incoming/?*) ;;
         code/*/*|envs/*/*|code/.*|envs/.*) echo "refused: $entry" >&2; status=1; continue ;;
         code/?*|envs/?*) ;;

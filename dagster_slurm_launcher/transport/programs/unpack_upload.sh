@@ -7,7 +7,7 @@ tmp=$final.unpacking.$(hostname).$$
 trap 'rm -rf -- "$tmp" "$part"' EXIT
 if [ -e "$final/.complete" ]; then echo present; exit 0; fi
 actual=$(sha256sum -- "$part" | cut -d' ' -f1) || exit 1
-[ "$actual" = "$sha" ] || { echo "the upload's checksum is $actual, not $sha: it is sent again" >&2; exit 1; }
+[ "$actual" = "$sha" ] || { echo "the upload's checksum is $actual, not $sha: it was damaged on the way" >&2; exit 1; }
 mkdir -p -- "${final%/*}" && mkdir -m 0700 -- "$tmp" && tar -xf "$part" -C "$tmp" --no-same-owner || exit 1
 : >"$tmp/.complete"
 chmod 0700 -- "$tmp"
