@@ -81,7 +81,7 @@ def main(requirements: list[str]) -> None:
             transport.run('rm -rf -- "$HOME/.cache/pip" "$HOME/.cache/uv"')
 
             def shipping(report, config=config, base=base):
-                ship(config, transport, base, origin, BASE_PYTHON, [], {}, report)
+                ship(config, transport, base, origin, BASE_PYTHON, [], {}, report, "bench")
 
             print(f"{mode} with {installer}:")
             first, _ = timed("first run (cold caches)", shipping)

@@ -103,9 +103,7 @@ def shipped_prune(older_than: timedelta, dry_run: bool) -> int:
     def verdict(e: Shipped) -> str | None:
         if e.entry in keep:
             return "kept (a run may still need it)"
-        if e.state == "lock":
-            return "kept (a build's lock)"
-        limit = partial_age if e.state == "partial" else older_than
+        limit = older_than if e.state == "ready" else partial_age  # a live build touches its lock each minute
         if listed.now - e.last_used < limit.total_seconds():
             return "kept (used since the age limit)"
         return None
@@ -116,7 +114,7 @@ def shipped_prune(older_than: timedelta, dry_run: bool) -> int:
     if not dry_run:
         # The cluster checks each entry's last use again, against the shorter age.
         outcome = prune(cluster, [e for e in doomed if e.state == "ready"], older_than.total_seconds())
-        outcome |= prune(cluster, [e for e in doomed if e.state == "partial"], partial_age.total_seconds())
+        outcome |= prune(cluster, [e for e in doomed if e.state != "ready"], partial_age.total_seconds())
     for e in listed.entries:
         shown = verdicts[e.entry] or ("would remove" if dry_run else None)
         if shown is None:

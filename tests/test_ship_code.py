@@ -122,3 +122,16 @@ def test_excluding_more_never_ships_what_is_excluded_by_default() -> None:
     block = {"code": {"root": None, "include": ["*"], "exclude": ["data"]}, "environment": "python"}
     config = ship_config({"ship": {**block, "installer": "pip", "requirements": []}})
     assert config is not None and {".*", "data"} <= set(config.exclude)
+
+
+def test_a_narrower_root_than_the_working_directory_becomes_the_copys_top(tmp_path: Path) -> None:
+    from dagster._core.code_pointer import FileCodePointer
+    from dagster._core.origin import RepositoryPythonOrigin
+
+    # `dagster dev -f pipelines/defs.py` started in the project, ship.code.root: pipelines
+    pointer = FileCodePointer(str(tmp_path / "pipelines" / "defs.py"), "defs", str(tmp_path))
+    origin = JobPythonOrigin("job", RepositoryPythonOrigin("python", pointer))
+    moved = relocated(origin, tmp_path / "pipelines", "/cluster/code/abc", "python")
+    assert moved.repository_origin.code_pointer == FileCodePointer(
+        "/cluster/code/abc/defs.py", "defs", "/cluster/code/abc"
+    )

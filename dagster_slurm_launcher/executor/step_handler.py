@@ -153,6 +153,7 @@ class SlurmStepHandler(StepHandler):
                 self._remote_base_dir,
                 run.job_code_origin,
                 self._python,
+                run.run_id,
                 run.tags,
                 report,
             )
@@ -166,6 +167,7 @@ class SlurmStepHandler(StepHandler):
                 self._setup,
                 self._env,
                 report,
+                run.run_id,
             )
         instance.add_run_tags(run.run_id, dict(shipment.tags))
         return shipment

@@ -128,7 +128,13 @@ def relocated(origin: JobPythonOrigin, root: Path, code_dir: str, python: str) -
             f"code locations loaded through a {type(pointer).__name__} cannot be shipped: load the "
             "definitions from a file (-f) or a module (-m)"
         )
-    fields: dict[str, str] = {"working_directory": _moved(pointer.working_directory or str(root), root, code_dir)}
+    # A working directory above a narrower root (`dagster dev -f pipelines/defs.py` started in
+    # the project, root `pipelines`) becomes the copy's top.
+    working_directory = Path(pointer.working_directory or root).resolve()
+    inside = working_directory.is_relative_to(root.resolve())
+    fields: dict[str, str] = {
+        "working_directory": _moved(str(working_directory), root, code_dir) if inside else code_dir
+    }
     python_file = getattr(pointer, "python_file", None)
     if python_file:
         path = Path(python_file)

@@ -27,6 +27,9 @@ ENVS_DIR = "envs"
 # what an unfinished run uses.
 CODE_TAG = "dagster-slurm/code"
 ENVIRONMENT_TAG = "dagster-slurm/environment"
+# The run that wrote the two tags above: Dagster's run retries copy a parent run's tags, and a
+# resumed retry must not take its parent's shipment for its own.
+SHIPPED_BY_TAG = "dagster-slurm/shipped-by"
 
 Report = Callable[[str, Mapping[str, Any]], None]
 """Writes a message with metadata to the run's event log."""
@@ -97,6 +100,7 @@ def ship(
     setup: Sequence[str],
     env: Mapping[str, str],
     report: Report,
+    run_id: str,
 ) -> Shipment:
     """Make the run's code and environment present on the cluster, and check that they load the job.
 
@@ -118,6 +122,7 @@ def ship(
     marker = f"{code_dir}/.checked-{checked_with}" if code_dir else None
     status = _status(transport, code_dir, env_dir, marker)
     tags = {k: v for k, v in ((CODE_TAG, bundle and bundle.digest), (ENVIRONMENT_TAG, spec and spec.digest)) if v}
+    tags[SHIPPED_BY_TAG] = run_id
 
     if bundle and code_dir and not status["code"]:
         _ship_code(transport, bundle, code_dir, report)
@@ -141,6 +146,7 @@ def shipped_before(
     base_dir: str,
     origin: JobPythonOrigin,
     base_python: str,
+    run_id: str,
     tags: Mapping[str, str],
     report: Report,
 ) -> Shipment | None:
@@ -151,6 +157,8 @@ def shipped_before(
     Raises:
         CodeShippingError: what the run shipped is gone from the cluster (pruned).
     """
+    if tags.get(SHIPPED_BY_TAG) != run_id:
+        return None  # nothing shipped for this run yet (or the tags are a retried parent's)
     if (config.code and CODE_TAG not in tags) or (config.environment != "python" and ENVIRONMENT_TAG not in tags):
         return None
     root = _root(config, origin)
@@ -169,7 +177,8 @@ def shipped_before(
         f"Resuming with the code and environment this run shipped: {code_dir or 'code as it is'}, {python}.",
         {"code": code_dir or "", "python": python},
     )
-    return Shipment(python=python, code_dir=code_dir, import_paths=paths, tags=dict(tags), _root=root)
+    ours = {k: tags[k] for k in (CODE_TAG, ENVIRONMENT_TAG, SHIPPED_BY_TAG) if k in tags}
+    return Shipment(python=python, code_dir=code_dir, import_paths=paths, tags=ours, _root=root)
 
 
 def _root(config: ShipConfig, origin: JobPythonOrigin) -> Path | None:
