@@ -262,3 +262,18 @@ def test_a_resumed_run_runs_the_code_it_shipped_though_the_laptops_copy_changed(
     messages = engine_messages(instance, run.run_id)
     assert any(m.startswith("Resuming with the code and environment this run shipped") for m in messages)
     assert shipped(base, "code") == [shipped_code]
+
+
+def test_code_that_imports_what_the_environment_lacks_fails_the_run_before_any_step(
+    tmp_path: Path, instance: DagsterInstance, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = code_location(tmp_path / "project", executor_config(base, "build", installer="uv"))
+    # Installed on this host (the test tools), declared nowhere: the cluster's environment lacks it.
+    (folder / "defs.py").write_text("import psutil  # noqa: F401\n" + (folder / "defs.py").read_text())
+    monkeypatch.chdir(folder)
+    result = run(folder, instance)
+    assert not result.success
+    [failure] = instance.get_records_for_run(result.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    error = failure.event_log_entry.dagster_event.event_specific_data.error.message
+    assert "could not load job 'shipped'" in error and "No module named 'psutil'" in error
+    assert lab.slurm_jobs_of_run(result.run_id) == []

@@ -85,6 +85,14 @@ def test_a_running_steps_output_shows_live_and_terminate_cancels_its_job_and_the
     d = deploy(webserver=True, retries=True)
     run_id = d.launch("training")
     job = lab.wait_until(lambda: lab.job_of_step(run_id, "train", {"RUNNING"}), 180, what="train running")
+    # The UI names a step's log file after the step's LOGS_CAPTURED event: a page opened before
+    # that event looked for `train.out` and showed "No log file available" for a minute while the
+    # step printed (CI, 2026-11-26); the step's worker takes seconds to start after its job does.
+    lab.wait_until(
+        lambda: d.instance.get_records_for_run(run_id, of_type=DagsterEventType.LOGS_CAPTURED).records,
+        120,
+        what="the step's logs captured",
+    )
 
     open_run(browser, d, run_id, "?logType=stdout")
     choose_step(browser, "train")
