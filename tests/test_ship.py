@@ -193,6 +193,10 @@ def test_a_cluster_without_a_package_index_gets_wheels_from_the_dagster_host(
     assert result.success
     messages = engine_messages(instance, result.run_id)
     assert any(m.startswith("Downloading wheels for the cluster's Python (cp311") for m in messages)
+    # Dagster and its dependencies as wheels: tens of MiB, uploaded in 8 MiB chunks, each reported.
+    progress = [m for m in messages if m.startswith("Uploading the environment's inputs:")]
+    done, total = re.fullmatch(r".*: (.+) of (.+)\.", progress[-1]).groups()
+    assert len(progress) >= 2 and done == total
     [env] = shipped(base, "envs")
     assert report_metadata(instance)["python"] == f"{env}/bin/python"
 
