@@ -47,9 +47,7 @@ def jobs(run_id: str) -> int:
         rows.append(
             (info.job_id, info.state, exit_code, elapsed, info.node_list or "", job.step_key, job.run_id or "?")
         )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    _print_table(rows)
     return 0
 
 
@@ -81,9 +79,7 @@ def shipped_list() -> int:
     for e in inventory(connect(_settings())).entries:
         used = datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
         rows.append((e.kind, e.state, used, _kib(e.size_kib), e.name))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    _print_table(rows)
     return 0
 
 
@@ -123,6 +119,13 @@ def shipped_prune(older_than: timedelta, dry_run: bool) -> int:
     removed = len(doomed) if dry_run else sum(v == "removed" for v in outcome.values())
     print(f"{removed} of {len(listed.entries)} shipped entries {'to remove' if dry_run else 'removed'}")
     return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last one as it is (a run id, a hash)."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 def _kib(size: int) -> str:

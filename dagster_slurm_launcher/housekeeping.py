@@ -17,7 +17,7 @@ from dagster_slurm_launcher.connect import Cluster
 from dagster_slurm_launcher.dagster_internals import plan_step_keys
 from dagster_slurm_launcher.executor.adoption import created
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
-from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, job_name, lineage_folder
+from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, job_name, lineage_folder, root_of_job_name
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, metadata_values
 from dagster_slurm_launcher.slurm import JobInfo
 from dagster_slurm_launcher.transport import TransportError
@@ -95,7 +95,7 @@ def plan_cleanup(instance: DagsterInstance, cluster: Cluster, cutoff: float) -> 
     roots = _lineage_roots(cluster)
     if not roots:
         return []
-    queued = {i.name for i in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-") if not i.is_terminal}
+    queued = queued_roots(cluster)
     # By each unfinished run's own root: a re-execution through the Python API lacks the root
     # tag that get_run_group looks for.
     unfinished = {root_run_id(r): r.run_id for r in instance.get_runs(RunsFilter(statuses=NOT_FINISHED))}
@@ -104,6 +104,12 @@ def plan_cleanup(instance: DagsterInstance, cluster: Cluster, cutoff: float) -> 
         folder = lineage_folder(cluster.remote_base_dir, root)
         verdicts.append(Verdict(folder, *_judge(instance, root, queued, unfinished, cutoff)))
     return verdicts
+
+
+def queued_roots(cluster: Cluster) -> set[str]:
+    """The root run ids of the lineages with a job in Slurm's queue."""
+    queued = cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-")
+    return {root_of_job_name(i.name) for i in queued if not i.is_terminal}
 
 
 def remove_folders(cluster: Cluster, folders: Sequence[str], unchanged_since: float) -> set[str]:
@@ -130,7 +136,7 @@ def _judge(
         return False, f"run {unfinished[root]} has not finished"
     _, runs = instance.get_run_group(root)
     records = instance.get_run_records(RunsFilter(run_ids=[r.run_id for r in runs]))
-    if any(name.startswith(f"{JOB_NAME_PREFIX}-{root}-") for name in queued):
+    if root in queued:
         return False, "a job of the lineage is still in Slurm's queue"
     ended = max((r.end_time or r.create_timestamp.timestamp()) for r in records)
     when = datetime.fromtimestamp(ended, UTC).strftime("%Y-%m-%d %H:%M UTC")

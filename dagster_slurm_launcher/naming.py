@@ -20,6 +20,11 @@ def job_name(root_run_id: str, step_key: str) -> str:
     return f"{JOB_NAME_PREFIX}-{root_run_id}-{step_hash(step_key)}"
 
 
+def root_of_job_name(name: str) -> str:
+    """The root run id in a name :func:`job_name` made (garbage for other names: compare it)."""
+    return name[len(JOB_NAME_PREFIX) + 1 : -17]
+
+
 def lineage_folder(remote_base_dir: str, root_run_id: str) -> str:
     """The folder of a root run and all its retries and re-executions."""
     return f"{remote_base_dir}/runs/{root_run_id}"

@@ -98,6 +98,12 @@ def engine_messages(instance: DagsterInstance, run_id: str) -> list[str]:
     return [r.event_log_entry.dagster_event.message or "" for r in records]
 
 
+def failure_message(instance: DagsterInstance, run_id: str) -> str:
+    """The error of the run's one RUN_FAILURE event."""
+    [failure] = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    return failure.event_log_entry.dagster_event.event_specific_data.error.message
+
+
 def shipped(base: str, kind: str) -> list[str]:
     """The content-addressed folders under ``<base>/<kind>`` (not partial uploads, locks or build inputs)."""
     names = lab.run_as_cluster_user(["ls", "-A", f"{base}/{kind}"], check=False).split()
@@ -175,8 +181,7 @@ def test_a_requirement_that_does_not_exist_fails_the_run_before_any_step(
     monkeypatch.chdir(folder)
     result = run(folder, instance)
     assert not result.success
-    [failure] = instance.get_records_for_run(result.run_id, of_type=DagsterEventType.RUN_FAILURE).records
-    error = failure.event_log_entry.dagster_event.event_specific_data.error.message
+    error = failure_message(instance, result.run_id)
     assert "building the Python environment" in error and "dagster-slurm-no-such-package" in error
     assert "No matching distribution" in error  # the installer's own words
     assert not instance.get_records_for_run(result.run_id, of_type=DagsterEventType.STEP_WORKER_STARTING).records
@@ -277,7 +282,6 @@ def test_code_that_imports_what_the_environment_lacks_fails_the_run_before_any_s
     monkeypatch.chdir(folder)
     result = run(folder, instance)
     assert not result.success
-    [failure] = instance.get_records_for_run(result.run_id, of_type=DagsterEventType.RUN_FAILURE).records
-    error = failure.event_log_entry.dagster_event.event_specific_data.error.message
+    error = failure_message(instance, result.run_id)
     assert "could not load job 'shipped'" in error and "No module named 'psutil'" in error
     assert lab.slurm_jobs_of_run(result.run_id) == []

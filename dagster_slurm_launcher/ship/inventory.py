@@ -6,8 +6,7 @@ from dagster import DagsterInstance, RunsFilter
 
 from dagster_slurm_launcher.connect import Cluster
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids
-from dagster_slurm_launcher.housekeeping import NOT_FINISHED
-from dagster_slurm_launcher.naming import JOB_NAME_PREFIX
+from dagster_slurm_launcher.housekeeping import NOT_FINISHED, queued_roots
 from dagster_slurm_launcher.ship.shipping import CODE_DIR, CODE_TAG, ENVIRONMENT_TAG, ENVS_DIR
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.programs import command
@@ -55,9 +54,7 @@ def in_use(instance: DagsterInstance, cluster: Cluster) -> set[str]:
     every run of a lineage with a job in Slurm's queue (a run whose worker gave up is FAILURE
     while its queued jobs wait, for a retry to adopt). Run tags say which entries a run uses."""
     runs = list(instance.get_runs(RunsFilter(statuses=NOT_FINISHED)))
-    queued = {i.name for i in cluster.client.queued_with_prefix(f"{JOB_NAME_PREFIX}-") if not i.is_terminal}
-    # A job's name is dagster-<root run id>-<16 hex digits> (naming.job_name).
-    for root in {name[len(JOB_NAME_PREFIX) + 1 : -17] for name in queued}:
+    for root in queued_roots(cluster):
         run = instance.get_run_by_id(root)
         if run is not None:
             runs += [r for r in (instance.get_run_by_id(i) for i in lineage_run_ids(instance, run)) if r]
