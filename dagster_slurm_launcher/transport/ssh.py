@@ -37,6 +37,19 @@ KEEPALIVE_SECONDS = 15
 # Errors that mean "try again later": sshd down or restarting, or dropping the connection
 # under MaxStartups (many run workers logging in at once), or a broken network path.
 _TRANSIENT = (NoValidConnectionsError, socket.timeout, ConnectionError, EOFError, OSError)
+_CLOSED_DURING_LOGIN = "transport shut down or saw EOF"
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether the login node refused this login, which trying again cannot change.
+
+    A connection that closed during authentication is not a refusal: paramiko reports it as an
+    ``AuthenticationException`` too (``AuthHandler.wait_for_response``, "transport shut down or
+    saw EOF"), as when sshd restarts between accepting the connection and answering the key.
+    """
+    if isinstance(exc, paramiko.AuthenticationException):
+        return _CLOSED_DURING_LOGIN not in str(exc)
+    return isinstance(exc, paramiko.BadHostKeyException) or "not found in known_hosts" in str(exc)
 
 
 class SecondFactorRequired(paramiko.AuthenticationException):
@@ -174,9 +187,7 @@ class SSHTransport(Transport):
                     )
                     attempt += 1
                 except (paramiko.SSHException, *_TRANSIENT) as exc:
-                    if isinstance(exc, (paramiko.BadHostKeyException, paramiko.AuthenticationException)):
-                        raise self._permanent_error(exc) from None
-                    if "not found in known_hosts" in str(exc):
+                    if _refused(exc):
                         raise self._permanent_error(exc) from None
                     _backoff(attempt, deadline, f"could not connect to {self._target}", exc)
                     attempt += 1
