@@ -40,15 +40,18 @@ _TRANSIENT = (NoValidConnectionsError, socket.timeout, ConnectionError, EOFError
 _CLOSED_DURING_LOGIN = "transport shut down or saw EOF"
 
 
-def _refused(exc: Exception) -> bool:
-    """Whether the login node refused this login, which trying again cannot change.
+def _dropped_during_login(exc: Exception) -> bool:
+    """Whether the login node closed the connection during authentication: paramiko reports
+    that as an ``AuthenticationException`` too (``AuthHandler.wait_for_response``, "transport
+    shut down or saw EOF"), as when sshd restarts between accepting the connection and
+    answering the key."""
+    return isinstance(exc, paramiko.AuthenticationException) and _CLOSED_DURING_LOGIN in str(exc)
 
-    A connection that closed during authentication is not a refusal: paramiko reports it as an
-    ``AuthenticationException`` too (``AuthHandler.wait_for_response``, "transport shut down or
-    saw EOF"), as when sshd restarts between accepting the connection and answering the key.
-    """
+
+def _refused(exc: Exception) -> bool:
+    """Whether the login node refused this login, which trying again cannot change."""
     if isinstance(exc, paramiko.AuthenticationException):
-        return _CLOSED_DURING_LOGIN not in str(exc)
+        return not _dropped_during_login(exc)
     return isinstance(exc, paramiko.BadHostKeyException) or "not found in known_hosts" in str(exc)
 
 
@@ -171,6 +174,7 @@ class SSHTransport(Transport):
             if self._conn is not None and self._conn.transport is not None and self._conn.transport.is_active():
                 return self._conn.transport
             attempt = 0
+            dropped_before = False
             while True:
                 try:
                     self._conn = self._connect()
@@ -187,8 +191,12 @@ class SSHTransport(Transport):
                     )
                     attempt += 1
                 except (paramiko.SSHException, *_TRANSIENT) as exc:
-                    if _refused(exc):
+                    dropped = _dropped_during_login(exc)
+                    # Dropped twice in a row is sshd's answer to too many keys tried
+                    # (MaxAuthTries), not a restart.
+                    if _refused(exc) or (dropped and dropped_before):
                         raise self._permanent_error(exc) from None
+                    dropped_before = dropped
                     _backoff(attempt, deadline, f"could not connect to {self._target}", exc)
                     attempt += 1
 
