@@ -1,9 +1,10 @@
-"""A fan-out of trivial steps: one root, STEPS - 1 leaves that depend on it.
+"""A fan-out of trivial steps: one root, STEPS - 1 leaves that depend on it, as two jobs that
+differ only in their executor.
 
 bench/fanout.py copies this file with STEPS set to the count it was asked for.
 """
 
-from dagster import In, Nothing, Out, job, op
+from dagster import In, Nothing, Out, graph, multiprocess_executor, op
 
 from dagster_slurm_launcher import slurm_executor
 
@@ -26,8 +27,12 @@ def _leaf(i: int):
 LEAVES = [_leaf(i) for i in range(STEPS - 1)]
 
 
-@job(executor_def=slurm_executor.configured({"poll_interval": 1.0}))
-def fanout():
+@graph
+def fanout_graph():
     started = root()
     for leaf in LEAVES:
         leaf(start=started)
+
+
+fanout = fanout_graph.to_job(name="fanout", executor_def=slurm_executor.configured({"poll_interval": 1.0}))
+fanout_multiprocess = fanout_graph.to_job(name="fanout_multiprocess", executor_def=multiprocess_executor)
