@@ -1,13 +1,42 @@
-"""Run every Dagster step as a Slurm job."""
+"""Run every Dagster step as a Slurm job.
 
-from importlib.metadata import version
+A code location that names ``slurm_executor`` is loaded by every step worker on the compute
+nodes too: names are imported when first used, so that such a location does not bring the
+launcher, the SSH stack or the settings loader there.
+"""
 
-from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
-from dagster_slurm_launcher.launcher import SlurmRunLauncher
-from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
-from dagster_slurm_launcher.unavailable import HISTORY_TAG, UnavailableOnComputeNode
+from typing import TYPE_CHECKING, Any
 
-__version__ = version("dagster-slurm-launcher")
+if TYPE_CHECKING:
+    from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
+    from dagster_slurm_launcher.launcher import SlurmRunLauncher
+    from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
+    from dagster_slurm_launcher.unavailable import HISTORY_TAG, UnavailableOnComputeNode
+
+_EXPORTS = {
+    "HISTORY_TAG": "dagster_slurm_launcher.unavailable",
+    "SBATCH_TAG": "dagster_slurm_launcher.executor",
+    "SettingsError": "dagster_slurm_launcher.settings",
+    "SlurmConfigError": "dagster_slurm_launcher.executor",
+    "SlurmRunLauncher": "dagster_slurm_launcher.launcher",
+    "SlurmSettings": "dagster_slurm_launcher.settings",
+    "UnavailableOnComputeNode": "dagster_slurm_launcher.unavailable",
+    "load_settings": "dagster_slurm_launcher.settings",
+    "slurm_executor": "dagster_slurm_launcher.executor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("dagster-slurm-launcher")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "HISTORY_TAG",

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from dagster_slurm_launcher.settings import ENV_PREFIX
+from dagster_slurm_launcher.naming import ENV_PREFIX
 
 _ROOT = "dagster_slurm_launcher"
 

@@ -1,4 +1,4 @@
-"""Deterministic Slurm job names and step folders.
+"""Deterministic Slurm job names and step folders, and the prefix of the package's settings.
 
 A job name is derived from the root run id and the step key, so that any later run in the
 same lineage (a resumed run, a retry, a re-execution) can find a step's job again by name.
@@ -9,6 +9,8 @@ identity is kept in the step folder's ``meta.json``.
 import hashlib
 
 JOB_NAME_PREFIX = "dagster"
+# Of every environment variable the package reads (see settings.SlurmSettings).
+ENV_PREFIX = "DAGSTER_SLURM_"
 
 
 def step_hash(step_key: str) -> str:

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_PREFIX = "DAGSTER_SLURM_"
+from dagster_slurm_launcher.naming import ENV_PREFIX
 
 
 class SettingsError(ValueError):

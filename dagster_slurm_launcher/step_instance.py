@@ -43,6 +43,7 @@ from dagster_slurm_launcher.dagster_internals import (
     RunStorage,
     SyncInMemoryRunLauncher,
     changed,
+    unstamped_in_memory_storages,
 )
 from dagster_slurm_launcher.journal import JournalWriter, step_storage_id
 from dagster_slurm_launcher.unavailable import UnavailableOnComputeNode, beyond_the_latest, refusal
@@ -346,12 +347,14 @@ def step_instance(
     ``$DAGSTER_HOME/storage``. ``plan_snapshot``: the run's, when it has repository load data
     (cacheable assets read it from there).
     """
-    run_storage = StepRunStorage(run, plan_snapshot)
+    with unstamped_in_memory_storages():
+        run_storage = StepRunStorage(run, plan_snapshot)
+        event_storage = JournalingEventLogStorage(journal, history, dynamic_partitions, run_storage.run.run_id)
     instance = DagsterInstance(
         instance_type=InstanceType.EPHEMERAL,
         local_artifact_storage=LocalArtifactStorage(remote_base_dir),
         run_storage=run_storage,
-        event_storage=JournalingEventLogStorage(journal, history, dynamic_partitions, run_storage.run.run_id),
+        event_storage=event_storage,
         compute_log_manager=NoOpComputeLogManager(),
         run_coordinator=DefaultRunCoordinator(),
         run_launcher=SyncInMemoryRunLauncher(),

@@ -19,32 +19,40 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value
 
 from dagster_slurm_launcher.executor import step_handler
-from dagster_slurm_launcher.slurm.client import SlurmClient, SubmissionUncertain
+from dagster_slurm_launcher.slurm import SlurmClient, SubmissionUncertain, SubmittedJob
 
 hook = os.environ["LAB_SUBMIT_HOOK"]
-real_submit = SlurmClient.submit
+real_submit_all = SlurmClient.submit_all
 
 
-def submit(self, *args, **kwargs):
+def submit_all(self, requests):
     if hook.startswith("barrier:"):
         _, path, n = hook.split(":")
         open(os.path.join(path, str(os.getpid())), "w").close()
         while len(os.listdir(path)) < int(n):
             time.sleep(0.05)
-    job = real_submit(self, *args, **kwargs)
-    if hook == "kill":
+    outcomes = real_submit_all(self, requests)
+    jobs = [o for o in outcomes if isinstance(o, SubmittedJob)]
+    if hook == "kill" and jobs:
         os.kill(os.getpid(), signal.SIGKILL)
     if hook == "uncertain":  # the connection broke after sbatch ran: its answer is lost
-        raise SubmissionUncertain("connection lost after sbatch was sent", job.name)
+        return [
+            SubmissionUncertain("connection lost after sbatch was sent", o.name) if isinstance(o, SubmittedJob) else o
+            for o in outcomes
+        ]
     if hook == "phantom":  # the controller lost the job (its state wiped): no query knows the id
-        subprocess.run(["scancel", job.job_id], check=True)
+        if jobs:
+            subprocess.run(["scancel", *(job.job_id for job in jobs)], check=True)
         step_handler.UNKNOWN_GRACE_SECONDS = 5.0
-        return dataclasses.replace(job, job_id=str(int(job.job_id) + 1000000))
-    return job
+        return [
+            dataclasses.replace(o, job_id=str(int(o.job_id) + 1000000)) if isinstance(o, SubmittedJob) else o
+            for o in outcomes
+        ]
+    return outcomes
 
 
 def main() -> None:
-    SlurmClient.submit = submit
+    SlurmClient.submit_all = submit_all
     instance = DagsterInstance.from_ref(deserialize_value(sys.argv[1], InstanceRef))
     job = ReconstructableJob.for_file(sys.argv[2], sys.argv[3])
     mode, _, run_id = sys.argv[4].partition(":")

@@ -14,6 +14,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.job_execution_result import JobExecutionResult
 
+from dagster_slurm_launcher.naming import job_name
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID
 from tests import lab
 
@@ -207,6 +208,28 @@ def test_a_bad_sbatch_tag_is_refused_before_anything_is_submitted(code_dir: Path
     assert lab.slurm_jobs_of_run(result.run_id) == []
     failure = events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[0]
     assert "'output' is set by the executor" in str(failure.dagster_event.event_specific_data.error)
+
+
+def test_a_step_whose_job_sbatch_rejects_fails_alone_with_sbatchs_message(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    # Both steps are ready together and go to the cluster in one command.
+    (code_dir / "rejected.py").write_text(
+        "from dagster import job, op\nfrom dagster_slurm_launcher import slurm_executor\n"
+        "@op(tags={'dagster-slurm/sbatch': {'partition': 'no-such-partition'}})\ndef misplaced(): pass\n"
+        "@op\ndef fine(): pass\n"
+        "@job(executor_def=slurm_executor.configured({'poll_interval': 1.0}))\n"
+        "def rejected():\n    misplaced()\n    fine()\n"
+    )
+    result = run(code_dir, "rejected.py", "rejected", instance, raise_on_error=False)
+    assert not result.success
+    [failure] = events_of(instance, result.run_id, DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "misplaced"
+    assert "invalid partition" in failure.dagster_event.step_failure_data.error.message
+    assert [e.step_key for e in events_of(instance, result.run_id, DagsterEventType.STEP_SUCCESS)] == ["fine"]
+    assert [(j["name"], j["state"]) for j in lab.settled_jobs_of_run(result.run_id, 1)] == [
+        (job_name(result.run_id, "fine"), "COMPLETED")
+    ]
 
 
 def test_an_abbreviated_option_the_executor_owns_is_refused(

@@ -1,13 +1,25 @@
 """The Slurm client against the lab's real slurmctld and slurmdbd, over SSH and locally."""
 
+import dataclasses
+import hashlib
 import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dagster_slurm_launcher.slurm import JobInfo, JobState, SlurmClient, SlurmError, SubmittedJob
-from dagster_slurm_launcher.transport import SSHTransport, Transport
+from dagster_slurm_launcher.slurm import (
+    AlreadySubmitted,
+    Claim,
+    JobInfo,
+    JobRequest,
+    JobState,
+    SlurmClient,
+    SlurmError,
+    SubmissionUncertain,
+    SubmittedJob,
+)
+from dagster_slurm_launcher.transport import CommandInterrupted, CommandResult, SSHTransport, Transport
 from tests import lab
 
 pytestmark = pytest.mark.lab
@@ -54,6 +66,115 @@ def test_a_failing_job_reports_its_exit_code(client: SlurmClient, remote_dir: st
 def test_sbatch_errors_reach_the_user(client: SlurmClient) -> None:
     with pytest.raises(SlurmError, match=r"sbatch rejected job 'bad-partition'.*invalid partition"):
         client.submit("#!/bin/bash\ntrue\n", "bad-partition", {"partition": "no-such-partition"})
+
+
+def request(remote_dir: str, name: str, script: str = "#!/bin/bash\ntrue\n", **options: object) -> JobRequest:
+    folder = f"{remote_dir}/{name}"
+    return JobRequest(
+        name=name,
+        options={"output": f"{folder}/out", "chdir": folder, **options},
+        claim=Claim(f"{remote_dir}/claims", frozenset()),
+        folder=folder,
+        files={"job.sh": script.encode(), "data": bytes(range(256)) * 800},  # 200 KiB, more than a pipe holds
+        script="job.sh",
+        empty=("journal",),
+    )
+
+
+def test_many_jobs_are_written_and_submitted_in_one_command(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
+    requests = [request(remote_dir, unique("many"), f"#!/bin/bash\necho {i}\n") for i in range(20)]
+    outcomes = client.submit_all(requests)
+    assert len(recorder.commands) == 1
+    assert all(isinstance(o, SubmittedJob) for o in outcomes)
+    finished = wait_finished(client, outcomes)
+    assert all(finished[job.job_id].succeeded for job in outcomes)
+    first = requests[0].folder
+    listing = client.transport.run(
+        f"cd {shlex.quote(first)} && stat -c '%a %n %s' . data job.sh journal && cat out && sha256sum < data"
+    ).stdout.splitlines()
+    script_size = len(requests[0].files["job.sh"])
+    assert listing[:5] == ["700 . 4096", "600 data 204800", f"600 job.sh {script_size}", "600 journal 0", "0"]
+    assert listing[5].split()[0] == hashlib.sha256(bytes(range(256)) * 800).hexdigest()
+    assert [client.transport.run(f"cat {shlex.quote(r.folder)}/out").stdout for r in requests] == [
+        f"{i}\n" for i in range(20)
+    ]
+
+
+def test_a_rejected_job_does_not_stop_the_others(client: SlurmClient, remote_dir: str) -> None:
+    requests = [
+        request(remote_dir, unique("before")),
+        request(remote_dir, unique("rejected"), partition="no-such-partition"),
+        request(remote_dir, unique("after")),
+    ]
+    before, rejected, after = client.submit_all(requests)
+    assert isinstance(before, SubmittedJob) and isinstance(after, SubmittedJob)
+    assert type(rejected) is SlurmError and "invalid partition" in str(rejected)
+    assert all(info.succeeded for info in wait_finished(client, [before, after]).values())
+
+
+def test_a_job_another_submitter_claimed_is_not_submitted_and_its_files_are_appended_to_not_emptied(
+    client: SlurmClient, remote_dir: str
+) -> None:
+    first = request(remote_dir, unique("claimed"))
+    [job] = client.submit_all([first])
+    client.transport.run(f"echo line >> {shlex.quote(first.folder)}/journal")
+    [again] = client.submit_all([first])  # a submitter that never saw the job
+    assert isinstance(again, AlreadySubmitted) and again.job_id == job.job_id
+    assert client.transport.run(f"cat {shlex.quote(first.folder)}/journal").stdout == "line\n"
+    wait_finished(client, [job])
+
+
+def test_a_job_whose_folder_cannot_be_written_is_named_and_the_others_go_on(
+    client: SlurmClient, remote_dir: str
+) -> None:
+    client.transport.run(f"touch {shlex.quote(remote_dir)}/a-file")
+    blocked = request(remote_dir, unique("blocked"))
+    blocked = dataclasses.replace(blocked, folder=f"{remote_dir}/a-file/below")
+    before, failed, after = client.submit_all(
+        [request(remote_dir, unique("before")), blocked, request(remote_dir, unique("after"))]
+    )
+    assert type(failed) is SlurmError and "could not be written" in str(failed) and "File exists" in str(failed)
+    assert isinstance(before, SubmittedJob) and isinstance(after, SubmittedJob)
+    wait_finished(client, [before, after])
+
+
+class AnswerLost(Transport):
+    """Runs each command, then loses its answer, as a connection that drops at the end does."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 600.0) -> CommandResult:
+        self._transport.run(command, stdin=stdin, timeout=timeout)
+        raise CommandInterrupted("connection lost after the command ran")
+
+
+def test_jobs_whose_answer_was_lost_are_uncertain_and_each_exists_once(
+    client: SlurmClient, transport: Transport, remote_dir: str
+) -> None:
+    requests = [request(remote_dir, unique("lost")) for _ in range(3)]
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    outcomes = SlurmClient(AnswerLost(transport)).submit_all(requests)
+    assert all(type(o) is SubmissionUncertain for o in outcomes)
+    found = client.find_by_name([r.name for r in requests], since)
+    assert sorted(len(found.get(r.name, [])) for r in requests) == [1, 1, 1]
+
+
+def test_jobs_sent_while_slurmctld_is_down_are_submitted_once_it_is_back(
+    client: SlurmClient, transport: Transport, remote_dir: str
+) -> None:
+    if not isinstance(transport, SSHTransport):
+        pytest.skip("restarting daemons needs root; the SSH run has it")
+    requests = [request(remote_dir, unique("while-down")) for _ in range(3)]
+    restarting = lab.restart_in_background("slurmctld", down_for=5)
+    outcomes = client.submit_all(requests)
+    restarting.join()
+    assert all(isinstance(o, SubmittedJob) for o in outcomes)
+    assert all(info.succeeded for info in wait_finished(client, outcomes).values())
+    found = client.find_by_name([r.name for r in requests], min(o.submitted_after for o in outcomes))
+    assert [len(found[r.name]) for r in requests] == [1, 1, 1]
 
 
 def test_fifty_jobs_are_polled_with_a_bounded_number_of_slurm_calls(

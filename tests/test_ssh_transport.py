@@ -59,31 +59,6 @@ def test_concurrent_commands_beyond_max_sessions_queue_instead_of_failing(ssh: S
     assert all(r.ok for r in results) and ssh.connections_opened == 1
 
 
-def test_a_step_folder_is_written_private_in_one_command(ssh: SSHTransport) -> None:
-    from dagster_slurm_launcher.executor.script import write_step_folder
-
-    base = f"{lab.settings().remote_base_dir}/tests/private-{os.getpid()}"
-    recorder = lab.RecordingTransport(ssh)
-    payload = b'{"args": "' + b"x" * 200_000 + b'"}'  # larger than any pipe buffer
-    write_step_folder(recorder, f"{base}/step", payload, b'{"meta": 1}', b"export A='b c'\n")
-    try:
-        assert len(recorder.commands) == 1
-        listing = ssh.run(f"cd {base}/step && stat -c '%a %n' . * && cat env meta.json && wc -c < step.json").stdout
-        assert listing.splitlines() == [
-            "700 .",
-            "600 env",
-            "600 events.jsonl",
-            "600 meta.json",
-            "600 stderr",
-            "600 stdout",
-            "600 step.json",
-            "export A='b c'",
-            '{"meta": 1}' + str(len(payload)),
-        ]
-    finally:
-        ssh.run(f"rm -rf {base}")
-
-
 def test_an_unknown_host_key_is_refused_before_logging_in(tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")

@@ -5,7 +5,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     Array,
@@ -23,10 +23,11 @@ from dagster import (
 )
 
 from dagster_slurm_launcher.dagster_internals import get_retries_config
-from dagster_slurm_launcher.settings import ENV_PREFIX
-from dagster_slurm_launcher.ship.environment import INSTALLERS, MODES
-from dagster_slurm_launcher.ship.shipping import ShipConfig
+from dagster_slurm_launcher.naming import ENV_PREFIX
 from dagster_slurm_launcher.slurm.client import OptionValue, option_flag, owned_option, sbatch_arguments
+
+if TYPE_CHECKING:
+    from dagster_slurm_launcher.ship.shipping import ShipConfig
 
 SBATCH_TAG = "dagster-slurm/sbatch"
 """Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""
@@ -265,8 +266,13 @@ def step_environment(env_vars: list[str], environ: Mapping[str, str] = os.enviro
     return resolved
 
 
-def ship_config(config: Mapping[str, Any]) -> ShipConfig | None:
+def ship_config(config: Mapping[str, Any]) -> "ShipConfig | None":
     """The executor config's ``ship`` block; ``None`` when nothing is shipped."""
+    # Here, not at the top: code locations import this module on compute nodes too (see
+    # executor.definition), which need nothing of shipping.
+    from dagster_slurm_launcher.ship.environment import INSTALLERS, MODES
+    from dagster_slurm_launcher.ship.shipping import ShipConfig
+
     ship = config.get("ship") or {}
     if ship.get("code") is None and ship.get("environment", "python") == "python":
         return None

@@ -1,16 +1,12 @@
-"""slurm_executor: Dagster's step-delegating executor with a Slurm step handler."""
+"""The Slurm executor of a run: Dagster's step-delegating executor with a Slurm step handler.
+
+Imported on the Dagster host only, when a run's executor is created (see executor.definition).
+"""
 
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import (
-    DagsterEvent,
-    DagsterExecutionInterruptedError,
-    Executor,
-    InitExecutorContext,
-    executor,
-    multiple_process_executor_requirements,
-)
+from dagster import DagsterEvent, DagsterExecutionInterruptedError, Executor, InitExecutorContext
 
 from dagster_slurm_launcher.connect import Cluster, connect, settings_from
 from dagster_slurm_launcher.dagster_internals import (
@@ -20,7 +16,6 @@ from dagster_slurm_launcher.dagster_internals import (
     RetryMode,
 )
 from dagster_slurm_launcher.executor.config import (
-    CONFIG_SCHEMA,
     SBATCH_TAG,
     SbatchOptions,
     parse_sbatch_tag,
@@ -77,9 +72,15 @@ class SlurmExecutor(PollingStepDelegatingExecutor):
             self._step_handler.remove_run_folder(plan_context.dagster_run)
 
     def before_reading_events(self) -> None:
-        # Relaying the journals just before Dagster reads the run's new events keeps the whole
-        # run worker single-threaded.
+        # StepDelegatingExecutor.execute launches every ready step, then reads events: the
+        # steps launched since the last read are submitted together here. Relaying the
+        # journals just before Dagster reads the run's new events keeps the whole run worker
+        # single-threaded.
+        self._step_handler.submit_launched()
         self._step_handler.relay.poll_if_due()
+
+    def launches_waiting(self) -> bool:
+        return self._step_handler.launches_waiting
 
 
 def shared_status(cluster: Cluster) -> SharedStatus:
@@ -89,26 +90,15 @@ def shared_status(cluster: Cluster) -> SharedStatus:
     return SharedStatus(cluster.client, cluster.settings.ssh_control_dir, cluster.key, max_age=max_age)
 
 
-@executor(name="slurm", config_schema=CONFIG_SCHEMA, requirements=multiple_process_executor_requirements())
-def slurm_executor(init_context: InitExecutorContext) -> Executor:
-    """Run each step of a job as its own Slurm job, submitted over SSH or on the login node.
+def create_executor(init_context: InitExecutorContext, *, unconfigured: bool) -> Executor:
+    """The executor :func:`~dagster_slurm_launcher.slurm_executor` creates for a run.
 
-    Settings not given in the config come from ``DAGSTER_SLURM_*`` environment variables.
-    An op or asset can override the sbatch options with a tag::
-
-        @asset(op_tags={"dagster-slurm/sbatch": {"cpus_per_task": 8, "mem": "32G", "time": "04:00:00"}})
-
-    Example:
-        .. code-block:: python
-
-            defs = Definitions(
-                assets=[...],
-                executor=slurm_executor.configured({"partition": "debug", "time": "00:30:00"}),
-            )
+    Args:
+        unconfigured: the job names ``slurm_executor`` itself, so its config is the run's.
     """
     config = init_context.executor_config
     settings = settings_from(config)
-    if init_context.executor_def is slurm_executor:  # unconfigured: its config is the run's
+    if unconfigured:
         refuse_shell_from_run_config(config, trusted=settings.trust_run_config)
     cluster = connect(settings)
     handler = SlurmStepHandler(

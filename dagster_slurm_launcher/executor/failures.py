@@ -1,7 +1,7 @@
 """Why a step's Slurm job ended without the step reporting an outcome, said so a user can act."""
 
 from dagster_slurm_launcher.executor.relay import TrackedStep
-from dagster_slurm_launcher.settings import ENV_PREFIX
+from dagster_slurm_launcher.naming import ENV_PREFIX
 from dagster_slurm_launcher.slurm import JobState
 from dagster_slurm_launcher.transport import Transport, TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files

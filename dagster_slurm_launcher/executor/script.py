@@ -3,13 +3,10 @@
 import shlex
 from collections.abc import Mapping, Sequence
 
-from dagster_slurm_launcher.journal import JOURNAL_FILE
-from dagster_slurm_launcher.payload import PAYLOAD_FILE
-from dagster_slurm_launcher.transport import Transport, TransportError
-from dagster_slurm_launcher.transport.programs import command
-
 ENV_FILE = "env"
 META_FILE = "meta.json"
+# The batch script, kept in the folder: sbatch reads it from there.
+SCRIPT_FILE = "job.sh"
 
 
 def render_script(*, setup: Sequence[str], working_directory: str | None, python: str, step_folder: str) -> str:
@@ -45,12 +42,3 @@ def render_script(*, setup: Sequence[str], working_directory: str | None, python
 def render_env_file(env: Mapping[str, str]) -> str:
     """The step's environment variables as shell, for a file only the cluster user can read."""
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
-
-
-def write_step_folder(transport: Transport, folder: str, payload: bytes, meta: bytes, env: bytes) -> None:
-    """Create ``folder`` (0700) with the step's files (0600), in one command."""
-    files = [(payload, PAYLOAD_FILE), (meta, META_FILE), (env, ENV_FILE)]
-    argv = [folder, *(str(x) for data, name in files for x in (len(data), name)), JOURNAL_FILE]
-    result = transport.run(command("write_step_folder", *argv), stdin=payload + meta + env)
-    if not result.ok:
-        raise TransportError(f"could not write the step folder {folder} on the cluster: {result.stderr.strip()}")

@@ -1,9 +1,11 @@
 """SlurmStepHandler: Dagster's StepHandler for Slurm. Each step is one sbatch job."""
 
+import dataclasses
 import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
@@ -36,21 +38,22 @@ from dagster_slurm_launcher.executor.failures import explain_missing_outcome
 from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.executor.output_sources import Adoptions, earlier_adoptions, point_inputs_at_their_runs
 from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, Timing, TrackedStep
-from dagster_slurm_launcher.executor.script import render_env_file, render_script, write_step_folder
+from dagster_slurm_launcher.executor.script import ENV_FILE, META_FILE, SCRIPT_FILE, render_env_file, render_script
+from dagster_slurm_launcher.journal import JOURNAL_FILE
 from dagster_slurm_launcher.logs import get_logger
 from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
-from dagster_slurm_launcher.payload import StepPayload
+from dagster_slurm_launcher.payload import PAYLOAD_FILE, StepPayload
 from dagster_slurm_launcher.run_events import SLURM_JOB_IDS, report_cancelled
 from dagster_slurm_launcher.ship.shipping import ShipConfig, Shipment, ship, shipped_before
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
+    JobRequest,
     SlurmClient,
     SlurmError,
     SubmissionUncertain,
     SubmittedJob,
 )
-from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.slurm.shared_status import StatusSource
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.programs import command
@@ -109,6 +112,9 @@ class SlurmStepHandler(StepHandler):
         self._cancelled = False
         self._plan_step_keys: list[str] = []
         self._earlier_adoptions: Adoptions = {}
+        self._launched: list[_Launched] = []
+        # Steps that could not be submitted, with why: they fail at their next health check.
+        self._unsubmittable: dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -183,6 +189,8 @@ class SlurmStepHandler(StepHandler):
         return self._adoption
 
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
+        """Prepare the step's job; :meth:`submit_launched` submits it with the others launched
+        since its last call (the executor launches every ready step in one pass)."""
         step_key = _single_step_key(step_handler_context)
         run = step_handler_context.dagster_run
         args = step_handler_context.execute_step_args
@@ -194,7 +202,7 @@ class SlurmStepHandler(StepHandler):
             return
         attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
         folder = step_folder(self._remote_base_dir, root, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
-        script = self._write_step_folder(step_handler_context, step_key, folder, attempt)
+        files = self._step_files(step_handler_context, step_key, folder, attempt)
         options = self._sbatch_options.for_step(step_key, step_handler_context.step_tags[step_key])
         # The executor's own options go last: sbatch takes the last of repeated options.
         options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, **NO_EXPORT})
@@ -202,19 +210,78 @@ class SlurmStepHandler(StepHandler):
         if step_key in self.relay.steps:
             known.add(self.relay.steps[step_key].job.job_id)
         claim = Claim(f"{lineage_folder(self._remote_base_dir, root)}/{CLAIMS_DIR}", frozenset(known))
-        job = self._submit(step_handler_context, step_key, script, options, claim, folder)
-        if job is None:
-            return  # another worker's job for this step was adopted
-        self.relay.track(TrackedStep(step_key=step_key, job=job, folder=folder, options=options))
-        message, metadata = job_report.submission(job, options, folder)
-        yield DagsterEvent.step_worker_starting(
-            step_handler_context.get_step_context(step_key), message, metadata=metadata
+        request = JobRequest(
+            name=job_name(root, step_key),
+            options=options,
+            claim=claim,
+            folder=folder,
+            files=files,
+            script=SCRIPT_FILE,
+            # Created before the job exists: a login node whose shared filesystem caches lookups
+            # (NFS, negative entries for up to acdirmax) never caches them as missing.
+            empty=(JOURNAL_FILE, "stdout", "stderr"),
         )
+        self._launched.append(_Launched(step_handler_context, step_key, request))
+        yield from ()
 
-    def _write_step_folder(
+    @property
+    def launches_waiting(self) -> bool:
+        """Whether launched steps wait for :meth:`submit_launched`."""
+        return bool(self._launched)
+
+    def submit_launched(self) -> None:
+        """Submit the steps launched since the last call, in one command for all of them, and
+        report each one's job.
+
+        A step whose job another worker submitted meanwhile has that job adopted; one whose
+        submission's answer was lost is looked up by name and folder before it is sent again.
+        A step that cannot be submitted (sbatch rejected it, or three attempts failed) fails
+        at its next health check, with the reason; the others go on.
+        """
+        launched, self._launched = self._launched, []
+        for _ in range(_SUBMIT_ATTEMPTS):
+            if not launched:
+                return
+            outcomes = list(zip(launched, self._client.submit_all([s.request for s in launched]), strict=True))
+            # Every job that exists is tracked before anything that can fail is asked.
+            for step, outcome in outcomes:
+                if isinstance(outcome, SubmittedJob):
+                    self._report_submitted(step, outcome)
+            again: list[_Launched] = []
+            for step, outcome in outcomes:
+                if isinstance(outcome, AlreadySubmitted):
+                    # Another worker submitted this step since the look-up: that job is the
+                    # step's, unless it has already ended without an outcome to take.
+                    if not self.adoption.after_lost_race(step.context, step.step_key):
+                        again.append(step.knowing(outcome.job_id))
+                elif isinstance(outcome, SlurmError) and not isinstance(outcome, SubmissionUncertain):
+                    self._unsubmittable[step.step_key] = str(outcome)
+            uncertain = [step for step, outcome in outcomes if isinstance(outcome, SubmissionUncertain)]
+            found = self._find_uncertain_submissions(uncertain)
+            for step in uncertain:
+                job = found.get(step.step_key)
+                if job is not None:
+                    self._report_submitted(step, job)
+                else:
+                    # sbatch never got through; submitting again under the claim cannot make
+                    # a twin of a job the claim recorded.
+                    again.append(step)
+            launched = again
+        for step in launched:
+            self._unsubmittable[step.step_key] = (
+                f"could not submit Slurm job {step.request.name!r} in {_SUBMIT_ATTEMPTS} attempts"
+            )
+
+    def _report_submitted(self, step: "_Launched", job: SubmittedJob) -> None:
+        request = step.request
+        self.relay.track(TrackedStep(step_key=step.step_key, job=job, folder=request.folder, options=request.options))
+        message, metadata = job_report.submission(job, request.options, request.folder)
+        DagsterEvent.step_worker_starting(step.context.get_step_context(step.step_key), message, metadata=metadata)
+
+    def _step_files(
         self, step_handler_context: StepHandlerContext, step_key: str, folder: str, attempt: int
-    ) -> str:
-        """Write the step's folder on the cluster; the batch script that runs the step from it."""
+    ) -> dict[str, bytes]:
+        """The files of the step's folder on the cluster, the batch script among them."""
         run = step_handler_context.dagster_run
         instance = step_handler_context.instance
         history = collect_asset_history(
@@ -246,12 +313,20 @@ class SlurmStepHandler(StepHandler):
             python = self._shipment.python
             working_directory = self._shipment.working_directory(origin)
             env = self._shipment.step_environment(env)
-        files = (payload.to_json().encode(), json.dumps(meta).encode(), render_env_file(env).encode())
-        write_step_folder(self._client.transport, folder, *files)
-        return render_script(setup=self._setup, working_directory=working_directory, python=python, step_folder=folder)
+        script = render_script(
+            setup=self._setup, working_directory=working_directory, python=python, step_folder=folder
+        )
+        return {
+            PAYLOAD_FILE: payload.to_json().encode(),
+            META_FILE: json.dumps(meta).encode(),
+            ENV_FILE: render_env_file(env).encode(),
+            SCRIPT_FILE: script.encode(),
+        }
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         step_key = _single_step_key(step_handler_context)
+        if step_key in self._unsubmittable:
+            return CheckStepHealthResult.unhealthy(self._unsubmittable.pop(step_key))
         step = self.relay.steps.get(step_key)
         if step is None:
             # Asked about a step this worker did not submit: the run is resuming after its
@@ -311,51 +386,26 @@ class SlurmStepHandler(StepHandler):
             self._client.cancel(jobs)
             report_cancelled(instance, dagster_run, jobs)
 
-    def _submit(
-        self,
-        step_handler_context: StepHandlerContext,
-        step_key: str,
-        script: str,
-        options: dict[str, OptionValue],
-        claim: Claim,
-        folder: str,
-    ) -> SubmittedJob | None:
-        """Submit the step's job under ``claim``; ``None`` if another worker's job was adopted."""
-        name = job_name(root_run_id(step_handler_context.dagster_run), step_key)
-        for _ in range(_SUBMIT_ATTEMPTS):
-            try:
-                return self._client.submit(script, name, options, claim=claim)
-            except AlreadySubmitted as claimed:
-                # Another worker submitted this step since the look-up: that job is the step's,
-                # unless it has already ended without an outcome to take.
-                if self.adoption.after_lost_race(step_handler_context, step_key):
-                    return None
-                claim = Claim(claim.directory, claim.known | {claimed.job_id})
-            except SubmissionUncertain as uncertain:
-                job = self._find_uncertain_submission(step_handler_context, step_key, folder, uncertain)
-                if job is not None:
-                    return job
-                # sbatch never got through; submitting again under the claim cannot make a twin
-                # of a job the claim recorded.
-        raise SlurmError(f"could not submit step {step_key!r} as job {name!r} in {_SUBMIT_ATTEMPTS} attempts")
-
-    def _find_uncertain_submission(
-        self, step_handler_context: StepHandlerContext, step_key: str, folder: str, uncertain: SubmissionUncertain
-    ) -> SubmittedJob | None:
-        """The job a submission whose answer was lost created, if it exists: found by its name
-        and its folder, which no other submission uses."""
-        found = [j for j in self.adoption.lineage_jobs(step_handler_context, step_key) if j.work_dir == folder]
+    def _find_uncertain_submissions(self, steps: Sequence["_Launched"]) -> dict[str, SubmittedJob]:
+        """The jobs that submissions whose answer was lost created, by step key, where they
+        exist: found by name and folder (which no other submission uses), in one look-up."""
+        if not steps:
+            return {}
+        run = steps[0].context.dagster_run
+        root = root_run_id(run)
+        since = created(steps[0].context.instance, root)
+        by_name = self._client.find_by_name([step.request.name for step in steps], since)
+        found = {}
+        for step in steps:
+            jobs = [j for j in by_name.get(step.request.name, []) if j.work_dir == step.request.folder]
+            if jobs:
+                found[step.step_key] = SubmittedJob(jobs[0].job_id, jobs[0].name, jobs[0].submit_time or since)
         log.warning(
-            "submission uncertain; looked the job up by name",
-            step_key=step_key,
-            error=str(uncertain),
-            found=[j.job_id for j in found],
+            "submissions uncertain; looked the jobs up by name",
+            steps=[step.step_key for step in steps],
+            found={key: job.job_id for key, job in found.items()},
         )
-        if not found:
-            return None
-        job = found[0]
-        root = root_run_id(step_handler_context.dagster_run)
-        return SubmittedJob(job.job_id, job.name, job.submit_time or created(step_handler_context.instance, root))
+        return found
 
     def remove_run_folder(self, run: DagsterRun) -> None:
         """Remove the run's folder on the cluster, in the background there."""
@@ -366,6 +416,20 @@ class SlurmStepHandler(StepHandler):
             self._client.transport.run(f"nohup {program} >/dev/null 2>&1 &")
         except TransportError as exc:
             log.warning("could not remove the run folder", folder=folder, error=str(exc))
+
+
+@dataclass(frozen=True)
+class _Launched:
+    """A step launched and not yet submitted."""
+
+    context: StepHandlerContext
+    step_key: str
+    request: JobRequest
+
+    def knowing(self, job_id: str) -> "_Launched":
+        """This step, to be submitted again under a claim that also knows ``job_id``."""
+        claim = Claim(self.request.claim.directory, self.request.claim.known | {job_id})
+        return _Launched(self.context, self.step_key, dataclasses.replace(self.request, claim=claim))
 
 
 def _single_step_key(step_handler_context: StepHandlerContext) -> str:

@@ -3,6 +3,7 @@
 from dagster_slurm_launcher.slurm.client import (
     AlreadySubmitted,
     Claim,
+    JobRequest,
     SlurmClient,
     SlurmError,
     SubmissionUncertain,
@@ -15,6 +16,7 @@ __all__ = [
     "AlreadySubmitted",
     "Claim",
     "JobInfo",
+    "JobRequest",
     "JobState",
     "SlurmClient",
     "SlurmError",

@@ -4,8 +4,10 @@ Every poll costs at most one ``squeue`` (one controller RPC) and one ``sacct`` (
 query), whatever the number of jobs: a cluster's controller is shared by everyone.
 """
 
+import io
 import re
 import shlex
+import tarfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +25,8 @@ from dagster_slurm_launcher.slurm.parse import (
     parse_squeue,
     parse_time,
 )
-from dagster_slurm_launcher.transport import CommandInterrupted, CommandResult, Transport
-from dagster_slurm_launcher.transport.programs import command
+from dagster_slurm_launcher.transport import CommandInterrupted, CommandResult, Transport, TransportError
+from dagster_slurm_launcher.transport.programs import command, program
 
 log = get_logger(__name__)
 
@@ -44,6 +46,10 @@ _TRANSIENT = (
 )
 # Of those, the ones that prove sbatch's request never reached the controller.
 _NOT_SUBMITTED = ("Unable to contact slurm controller (connect failure)", "Resource temporarily unavailable")
+# And the ones that prove nothing of the kind.
+_MAYBE_SUBMITTED = tuple(m for m in _TRANSIENT if not any(m in n for n in _NOT_SUBMITTED))
+# Jobs per submit_jobs command: bounds one command's run time (a claim may wait for a lock).
+SUBMIT_BATCH = 200
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]*")
 _CLIENT_OWNED_OPTIONS = {
     "job-name": "the job name is the `name` argument",
@@ -96,6 +102,72 @@ class Claim:
     def wrap(self, name: str, sbatch: list[str]) -> str:
         """The command that runs ``sbatch`` (an argv) under the claim."""
         return command("claim", self.directory, name, " ".join(sorted(self.known)), *sbatch)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job for :meth:`SlurmClient.submit_all`: ``files`` are written to ``folder`` (0700,
+    each file 0600, replaced whole), ``empty`` files created there if missing, then the file
+    named ``script`` is submitted as job ``name`` with ``options`` under ``claim``."""
+
+    name: str
+    options: Mapping[str, OptionValue]
+    claim: Claim
+    folder: str
+    files: Mapping[str, bytes]
+    script: str
+    empty: Sequence[str] = ()
+
+
+def _archive(requests: Sequence[JobRequest]) -> bytes:
+    """The files of ``requests`` as the submit_jobs program reads them: a tar archive, each
+    request's under its index."""
+    archive = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for index, request in enumerate(requests):
+            folder = tarfile.TarInfo(str(index))
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o700, now
+            tar.addfile(folder)
+            for name, data in request.files.items():
+                member = tarfile.TarInfo(f"{index}/{name}")
+                # Dated now (tar restores the date): scratch filesystems purge by age.
+                member.size, member.mode, member.mtime = len(data), 0o600, now
+                tar.addfile(member, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def _fields(request: JobRequest) -> bytes:
+    """``request`` as the submit_jobs program reads it after the archive: NUL-terminated fields."""
+    # The client's own options go last: sbatch takes the last of repeated options.
+    argv = ["sbatch", *sbatch_arguments(request.options), "--parsable", f"--job-name={request.name}"]
+    fields = [
+        request.folder,
+        request.claim.directory,
+        request.name,
+        " ".join(sorted(request.claim.known)),
+        str(len(request.empty)),
+        *request.empty,
+        request.script,
+        str(len(argv)),
+        *argv,
+    ]
+    if any("\0" in field for field in fields):
+        raise ValueError(f"a path, name or sbatch option of job {request.name!r} contains a NUL character")
+    return "".join(f"{field}\0" for field in fields).encode()
+
+
+def _submission_failure(name: str, stderr: str) -> SlurmError | None:
+    """What sbatch's failure means for job ``name``; ``None`` if its request never reached the
+    controller (submitting again cannot make a twin)."""
+    # A message that could mean "may have been accepted" wins over one that means "never sent".
+    if any(marker in stderr for marker in _MAYBE_SUBMITTED):
+        return SubmissionUncertain(f"sbatch for {name!r} may have been accepted: {stderr}", name)
+    if any(marker in stderr for marker in _NOT_SUBMITTED):
+        return None
+    if any(marker in stderr for marker in _TRANSIENT):
+        return SubmissionUncertain(f"sbatch for {name!r} may have been accepted: {stderr}", name)
+    return SlurmError(f"sbatch rejected job {name!r}: {stderr}")
 
 
 def validate_job_name(name: str) -> None:
@@ -198,12 +270,96 @@ class SlurmClient:
                     submitted_after=parse_time(lines[0]),  # type: ignore[arg-type]
                 )
             stderr = result.stderr.strip()
-            if not any(marker in stderr for marker in _NOT_SUBMITTED):
-                if any(marker in stderr for marker in _TRANSIENT):
-                    raise SubmissionUncertain(f"sbatch for {name!r} may have been accepted: {stderr}", name)
-                raise SlurmError(f"sbatch rejected job {name!r}: {stderr}")
+            failure = _submission_failure(name, stderr)
+            if failure is not None:
+                raise failure
             self._backoff(attempt, deadline, "sbatch could not reach the controller", stderr)
             attempt += 1
+
+    def submit_all(self, requests: Sequence[JobRequest]) -> list[SubmittedJob | SlurmError]:
+        """Write each request's folder and submit its job under its claim, all in one command.
+
+        Returns each request's outcome, in order: its job, or the error :meth:`submit` would
+        have raised for it (:class:`AlreadySubmitted`, :class:`SubmissionUncertain`, or
+        :class:`SlurmError` for a job sbatch rejected). One rejected job does not stop the others.
+        While the controller is unreachable, the jobs not yet submitted are sent again.
+
+        Raises:
+            ValueError: a name, an option or a field cannot be used; nothing was submitted.
+        """
+        for request in requests:
+            validate_job_name(request.name)
+            _fields(request)  # every request's fields can be sent, before any is
+        outcomes: dict[int, SubmittedJob | SlurmError] = {}
+        todo = list(range(len(requests)))
+        deadline = time.monotonic() + self._retry_timeout
+        attempt = 0
+        while todo:
+            chunk = todo[:SUBMIT_BATCH]
+            answers, not_reached = self._submit_batch([requests[i] for i in chunk])
+            outcomes.update(zip(chunk, answers, strict=False))
+            todo = todo[len(answers) :]
+            if not_reached is None:
+                continue
+            try:
+                backoff(attempt, deadline, "sbatch could not reach the controller", not_reached)
+            except RetryDeadlineExceeded as exc:
+                for i in todo:
+                    outcomes[i] = SlurmError(f"job {requests[i].name!r} was not submitted: {exc}")
+                break
+            attempt += 1
+        return [outcomes[i] for i in range(len(requests))]
+
+    def _submit_batch(self, batch: Sequence[JobRequest]) -> tuple[list[SubmittedJob | SlurmError], str | None]:
+        """Run the submit_jobs program once for ``batch``: the outcomes of its first jobs, in
+        order, and, if the controller could not be reached, sbatch's message (the job after
+        those answered, and the rest, were not submitted). Never raises for a job: once the
+        program ran, some jobs may exist, and each one's outcome must reach the caller."""
+        archive = _archive(batch)
+        stage = batch[0].folder.rsplit("/", 1)[0]  # on the jobs' filesystem, for renames
+        try:
+            result = self.transport.run(
+                command("submit_jobs", program("claim"), str(len(archive)), stage),
+                stdin=archive + b"".join(_fields(request) for request in batch),
+            )
+        except CommandInterrupted as exc:
+            # What the command printed is lost with it: any of these jobs may exist.
+            return [SubmissionUncertain(f"submitting {r.name!r}: {exc}", r.name) for r in batch], None
+        except TransportError as exc:  # no connection: nothing ran
+            return [SlurmError(f"job {r.name!r} was not submitted: {exc}") for r in batch], None
+        lines = [line for line in result.stdout.split("\n") if line]
+        submitted_after = parse_time(lines[0]) if lines else None
+        if submitted_after is None:
+            # The program reads the clock before its first sbatch: nothing was submitted.
+            problem = result.stderr.strip() or f"exit status {result.exit_code}"
+            return [SlurmError(f"job {r.name!r} was not submitted: {problem}") for r in batch], None
+        answers: list[SubmittedJob | SlurmError] = []
+        for line in lines[1:]:
+            _, status, rest = [*line.split(" ", 2), ""][:3]
+            name = batch[len(answers)].name
+            if status == "submitted":
+                answers.append(SubmittedJob(job_id=rest.split(";")[0], name=name, submitted_after=submitted_after))
+            elif status == "claimed":
+                answers.append(AlreadySubmitted(name, rest))
+            elif status == "unwritten":
+                answers.append(SlurmError(f"the folder of job {name!r} could not be written: {rest}"))
+                return answers, None  # the program stopped there; the rest are sent again
+            else:
+                stderr = rest.partition(" ")[2].strip()
+                failure = _submission_failure(name, stderr)
+                if failure is None:
+                    return answers, stderr
+                answers.append(failure)
+                return answers, None
+        if len(answers) < len(batch):
+            # Stopped without a word (a signal, a malformed request): the job it was at may
+            # have been submitted, so each remaining job is looked up before it is sent again.
+            problem = result.stderr.strip() or f"exit status {result.exit_code}"
+            answers += [
+                SubmissionUncertain(f"submitting {r.name!r}: the submission program stopped ({problem})", r.name)
+                for r in batch[len(answers) :]
+            ]
+        return answers, None
 
     def poll(self, jobs: Iterable[SubmittedJob]) -> dict[str, JobInfo]:
         """The current state of every job in ``jobs``, by job id, in one squeue and one sacct call.

@@ -1,17 +1,42 @@
-"""Transports: how commands reach the Slurm login node (over SSH, or locally)."""
+"""Transports: how commands reach the Slurm login node (over SSH, or locally).
 
-from dagster_slurm_launcher.settings import SlurmSettings
+The SSH transports are imported when first used: modules that only name the interface are
+imported on compute nodes too, which need neither paramiko nor fabric.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
 from dagster_slurm_launcher.transport.local import LocalTransport
-from dagster_slurm_launcher.transport.openssh import OpenSSHTransport
-from dagster_slurm_launcher.transport.ssh import SSHTransport
+
+if TYPE_CHECKING:
+    from dagster_slurm_launcher.settings import SlurmSettings
+    from dagster_slurm_launcher.transport.openssh import OpenSSHTransport
+    from dagster_slurm_launcher.transport.ssh import SSHTransport
+
+_TRANSPORTS = {
+    "OpenSSHTransport": "dagster_slurm_launcher.transport.openssh",
+    "SSHTransport": "dagster_slurm_launcher.transport.ssh",
+}
 
 
-def make_transport(settings: SlurmSettings) -> Transport:
+def __getattr__(name: str) -> Any:
+    if name not in _TRANSPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_TRANSPORTS[name]), name)
+
+
+def make_transport(settings: "SlurmSettings") -> Transport:
     """The transport that ``settings.transport`` names."""
     if settings.transport == "ssh":
+        from dagster_slurm_launcher.transport.ssh import SSHTransport
+
         return SSHTransport(settings)
     if settings.transport == "openssh":
+        from dagster_slurm_launcher.transport.openssh import OpenSSHTransport
+
         return OpenSSHTransport(settings)
     return LocalTransport()
 

@@ -11,7 +11,8 @@ from importlib.resources import files
 
 
 @cache
-def _program(name: str) -> str:
+def program(name: str) -> str:
+    """The text of program ``name`` (for a program that runs another)."""
     return files(__package__).joinpath(f"{name}.sh").read_text()
 
 
@@ -22,4 +23,4 @@ def command(name: str, *args: str) -> str:
     (stdin a socket, or SSH_CLIENT set, at shell level 1), which a program started as the
     command's last word is; what the file prints would land inside the program's output.
     """
-    return shlex.join(["bash", "--norc", "-c", _program(name), name, *args])
+    return shlex.join(["bash", "--norc", "-c", program(name), name, *args])

@@ -4,9 +4,10 @@
 # filesystem, where flock may be local to one node (BeeGFS by default, Lustre `localflock`). A
 # lock older than 5 minutes by the filesystem's own clock (a submitter whose connection died)
 # is broken by renaming it, which only one waiter can do; a holder removes the lock only if it
-# still holds its token there, never a lock that replaced its own.
+# still holds its token there, never a lock that replaced its own. submit_jobs.sh runs this
+# text in a subshell per job, so it forks as few processes as it can (about five per job).
 dir=$1 name=$2 known=" $3 "; shift 3
-mkdir -p -m 0700 "$dir" || exit 1
+[ -d "$dir" ] || mkdir -p -m 0700 "$dir" || exit 1
 lock=$dir/$name.claim-lock token=$(hostname).$$.$RANDOM
 deadline=$((SECONDS + 420))
 until mkdir "$lock" 2>/dev/null; do
@@ -22,7 +23,8 @@ until mkdir "$lock" 2>/dev/null; do
 done
 : >"$lock/$token"
 trap 'rm "$lock/$token" 2>/dev/null && rmdir "$lock"' EXIT
-c=$(cat "$dir/$name" 2>/dev/null)
+c=
+if [ -f "$dir/$name" ]; then c=$(<"$dir/$name"); fi
 case "$known" in *" $c "*) ;; *) if [ -n "$c" ]; then echo "claimed $c"; exit 0; fi ;; esac
 out=$("$@") || exit $?
 printf '%s\n' "${out%%;*}" >"$dir/$name.new" && mv -f "$dir/$name.new" "$dir/$name" && echo "$out"

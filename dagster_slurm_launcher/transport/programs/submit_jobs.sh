@@ -1,0 +1,56 @@
+# Writes many jobs' folders and submits each job under its claim, in order. $1 is claim.sh's
+# text, run in a subshell for each job (one lock per name, as for a single submission); $2 the
+# byte count of a tar archive at the head of stdin that holds each job's files under its index
+# ("0/job.sh", "1/job.sh", ...); $3 a folder on the jobs' filesystem to unpack it in.
+# stdin, after the archive, per job: NUL-terminated fields - the job's folder, the claims
+# folder, the job name, the ids the submitter knows (space-separated), the number of files to
+# create empty if missing (appended to, never truncated: a job that was submitted after all
+# may write them), their names, the name of the file that is the batch script, the number of
+# sbatch arguments, the arguments.
+# Each job's files are renamed from the unpacked archive into place as one folder, so that a folder is never seen half written; a folder that exists (a
+# job sent again) is kept as it is.
+# stdout: the cluster's clock (UTC) before the first sbatch, then one line per job in order:
+# "<n> submitted <sbatch output>", "<n> claimed <id>" (another submitter's job is the name's
+# last: nothing submitted), "<n> unwritten <error>" (its folder could not be written: nothing
+# submitted) or "<n> failed <exit status> <stderr, on one line>"; after either of the last two
+# nothing more is done (the rest were not touched).
+claim=$1 size=$2
+umask 077
+mkdir -p -- "$3" && stage=$(mktemp -d "$3/.submitting.XXXXXX") || exit 1
+trap 'rm -rf -- "$stage"' EXIT
+trap 'exit 1' HUP INT PIPE TERM
+dd bs=65536 count="$size" iflag=count_bytes,fullblock status=none | tar -x -C "$stage" || exit 1
+TZ=UTC date +%Y-%m-%dT%H:%M:%S || exit 1
+field() { IFS= read -r -d '' "$1"; }
+n=0
+while field folder; do
+    field claims && field name && field known && field nempty || exit 1
+    empty=() args=()
+    for ((i = 0; i < nempty; i++)); do field f || exit 1; empty+=("$f"); done
+    field script && field nargs || exit 1
+    for ((i = 0; i < nargs; i++)); do field a || exit 1; args+=("$a"); done
+    parent=${folder%/*}
+    if ! { [ -d "$parent" ] || mkdir -p -- "$parent"; } 2>"$stage/stderr" ||
+        ! { [ -e "$folder" ] || mv -T -- "$stage/$n" "$folder"; } 2>"$stage/stderr"; then
+        echo "$n unwritten $(tr '\n' ' ' <"$stage/stderr")"
+        exit 0
+    fi
+    for f in "${empty[@]}"; do
+        if ! { : >>"$folder/$f"; } 2>"$stage/stderr"; then
+            echo "$n unwritten $(tr '\n' ' ' <"$stage/stderr")"
+            exit 0
+        fi
+    done
+    # stderr first: a script that cannot be opened says so there too.
+    out=$(set -- "$claims" "$name" "$known" "${args[@]}"; eval "$claim" 2>"$stage/stderr" <"$folder/$script")
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "$n failed $rc $(tr '\n' ' ' <"$stage/stderr")"
+        exit 0
+    fi
+    case "$out" in
+        "claimed "*) echo "$n $out" ;;
+        *) echo "$n submitted ${out##*$'\n'}" ;;
+    esac
+    n=$((n + 1))
+done
