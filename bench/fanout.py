@@ -10,7 +10,8 @@ Prints the wall time of
   b. N raw sbatch jobs of `python -c 'import dagster'`;
   c. the job under Dagster's multiprocess executor, no Slurm;
   d. the job under slurm_executor;
-and their ratios; for d, how long the leaves (ready together) took to submit, the CPU per step
+and their ratios; e. the seconds to submit N held jobs (which never start) with raw sbatch and
+through the executor's submission path; for d, how long the leaves (ready together) took to submit, the CPU per step
 against b's (sacct's TotalCPU) and c's (c's whole process tree, per step), the run worker's
 own CPU per step, Slurm RPCs per step (sdiag, all message types, the cluster
 user), SSH logins (sshd's log), the run worker's peak RSS, and Slurm jobs per step.
@@ -34,7 +35,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, instanc
 from dagster._serdes import serialize_value
 
 from dagster_slurm_launcher import load_settings
-from dagster_slurm_launcher.slurm import SlurmClient
+from dagster_slurm_launcher.slurm import Claim, JobRequest, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.slurm.parse import parse_duration
 from dagster_slurm_launcher.transport import make_transport
 
@@ -74,6 +75,42 @@ def raw_sbatch(python: str, code: str, steps: int) -> tuple[float, str]:
     while client.transport.run(f"squeue --noheader --name={name}").stdout.strip():
         time.sleep(0.5)
     return time.monotonic() - started, name
+
+
+def held_submission(python: str, steps: int) -> tuple[float, float]:
+    """Seconds to submit ``steps`` held jobs (they never start) with raw sbatch in one SSH
+    command, and through the executor's path (SlurmClient.submit_all: a folder and a claim per
+    job). On the lab the login node is the compute node: held, the jobs do not compete with
+    their own submission for its 2 cores."""
+    client = SlurmClient(make_transport(load_settings()))
+    base = f"{load_settings().remote_base_dir}/bench/{uuid.uuid4().hex[:8]}"
+    name = f"held-{uuid.uuid4().hex[:8]}"
+    wrap = shlex.quote(f"{python} -c pass")
+    raw = (
+        f"for i in $(seq {steps}); do sbatch --hold --parsable --output=/dev/null --job-name={name} --wrap={wrap}; done"
+    )
+    started = time.monotonic()
+    assert client.transport.run(raw).ok
+    raw_seconds = time.monotonic() - started
+    requests = [
+        JobRequest(
+            name=f"{name}-{i}",
+            options={"hold": True, "output": f"{base}/{i}/stdout", "chdir": f"{base}/{i}"},
+            claim=Claim(f"{base}/claims", frozenset()),
+            folder=f"{base}/{i}",
+            files={"job.sh": f"#!/bin/bash\n{python} -c pass\n".encode(), "step.json": b"{}" * 2000},
+            script="job.sh",
+            empty=("events.jsonl", "stdout", "stderr"),
+        )
+        for i in range(steps)
+    ]
+    started = time.monotonic()
+    jobs = client.submit_all(requests)
+    ours_seconds = time.monotonic() - started
+    assert all(isinstance(job, SubmittedJob) for job in jobs), jobs
+    client.transport.run(f"scancel --name={name}; rm -rf {base}")
+    client.cancel([job.job_id for job in jobs])
+    return raw_seconds, ours_seconds
 
 
 def run_in_a_worker(instance: DagsterInstance, code: Path, job_name: str) -> tuple[float, int, str, float]:
@@ -138,6 +175,7 @@ def main() -> None:
     code.write_text(source.replace("\nSTEPS = 100\n", f"\nSTEPS = {steps}\n"))
     code.chmod(0o644)
     try:
+        held_raw, held_ours = held_submission(settings.python, steps)
         a, _ = raw_sbatch(settings.python, "pass", steps)
         b, b_name = raw_sbatch(settings.python, "import dagster", steps)
         with tempfile.TemporaryDirectory() as home, instance_for_test(temp_dir=home) as instance:
@@ -162,6 +200,7 @@ def main() -> None:
         f"d: CPU per step (median TotalCPU)       {median(d_cpu):8.2f} s   against b's {median(b_cpu):.2f} s: "
         f"{median(d_cpu) / median(b_cpu):.2f}x"
     )
+    print(f"e. {steps} held jobs submitted: raw sbatch  {held_raw:6.1f} s,  the executor's path {held_ours:.1f} s")
     print(f"c: CPU per step (run worker and steps)  {c_cpu / steps:8.2f} s")
     print(f"d: run worker CPU per step              {d_worker_cpu / steps:8.2f} s")
     print(f"d: Slurm RPCs per step                  {rpcs / steps:8.2f}   ({rpcs} RPCs by {user}, sdiag)")

@@ -232,6 +232,22 @@ def test_a_step_whose_job_sbatch_rejects_fails_alone_with_sbatchs_message(
     ]
 
 
+def test_a_running_step_has_imported_nothing_only_the_dagster_host_needs(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    (code_dir / "imports.py").write_text(
+        "import sys\nfrom dagster import job, op\nfrom dagster_slurm_launcher import slurm_executor\n"
+        "HOST_ONLY = ('fabric', 'invoke', 'paramiko', 'cryptography', 'pydantic_settings', 'dagster_postgres')\n"
+        "@op\ndef probe(context):\n"
+        "    loaded = sorted({m.split('.')[0] for m in sys.modules} & set(HOST_ONLY))\n"
+        "    context.log.info(f'host-only modules: {loaded}')\n"
+        "@job(executor_def=slurm_executor.configured({'poll_interval': 1.0}))\ndef imports():\n    probe()\n"
+    )
+    result = run(code_dir, "imports.py", "imports", instance)
+    assert result.success
+    assert "host-only modules: []" in messages(instance, result.run_id)
+
+
 def test_an_abbreviated_option_the_executor_owns_is_refused(
     code_dir: Path, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:

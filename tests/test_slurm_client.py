@@ -102,13 +102,16 @@ def test_many_jobs_are_written_and_submitted_in_one_command(
     ]
 
 
-def test_a_rejected_job_does_not_stop_the_others(client: SlurmClient, remote_dir: str) -> None:
+def test_a_rejected_job_does_not_stop_the_others(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
     requests = [
         request(remote_dir, unique("before")),
         request(remote_dir, unique("rejected"), partition="no-such-partition"),
         request(remote_dir, unique("after")),
     ]
     before, rejected, after = client.submit_all(requests)
+    assert len(recorder.commands) == 1
     assert isinstance(before, SubmittedJob) and isinstance(after, SubmittedJob)
     assert type(rejected) is SlurmError and "invalid partition" in str(rejected)
     assert all(info.succeeded for info in wait_finished(client, [before, after]).values())
@@ -163,15 +166,16 @@ def test_jobs_whose_answer_was_lost_are_uncertain_and_each_exists_once(
 
 
 def test_jobs_sent_while_slurmctld_is_down_are_submitted_once_it_is_back(
-    client: SlurmClient, transport: Transport, remote_dir: str
+    client: SlurmClient, recorder: lab.RecordingTransport, transport: Transport, remote_dir: str
 ) -> None:
     if not isinstance(transport, SSHTransport):
         pytest.skip("restarting daemons needs root; the SSH run has it")
     requests = [request(remote_dir, unique("while-down")) for _ in range(3)]
-    restarting = lab.restart_in_background("slurmctld", down_for=5)
+    restarting = lab.restart_in_background("slurmctld", down_for=15)
     outcomes = client.submit_all(requests)
     restarting.join()
     assert all(isinstance(o, SubmittedJob) for o in outcomes)
+    assert len([c for c in recorder.commands if "submit_jobs" in c]) > 1  # sent again after the outage
     assert all(info.succeeded for info in wait_finished(client, outcomes).values())
     found = client.find_by_name([r.name for r in requests], min(o.submitted_after for o in outcomes))
     assert [len(found[r.name]) for r in requests] == [1, 1, 1]

@@ -239,14 +239,14 @@ class SlurmStepHandler(StepHandler):
         at its next health check, with the reason; the others go on.
         """
         launched, self._launched = self._launched, []
+        last_error: dict[str, SlurmError] = {}
         for _ in range(_SUBMIT_ATTEMPTS):
             if not launched:
                 return
             outcomes = list(zip(launched, self._client.submit_all([s.request for s in launched]), strict=True))
             # Every job that exists is tracked before anything that can fail is asked.
-            for step, outcome in outcomes:
-                if isinstance(outcome, SubmittedJob):
-                    self._report_submitted(step, outcome)
+            self._report_submitted([(step, job) for step, job in outcomes if isinstance(job, SubmittedJob)])
+            last_error.update((step.step_key, o) for step, o in outcomes if isinstance(o, SlurmError))
             again: list[_Launched] = []
             for step, outcome in outcomes:
                 if isinstance(outcome, AlreadySubmitted):
@@ -258,25 +258,28 @@ class SlurmStepHandler(StepHandler):
                     self._unsubmittable[step.step_key] = str(outcome)
             uncertain = [step for step, outcome in outcomes if isinstance(outcome, SubmissionUncertain)]
             found = self._find_uncertain_submissions(uncertain)
-            for step in uncertain:
-                job = found.get(step.step_key)
-                if job is not None:
-                    self._report_submitted(step, job)
-                else:
-                    # sbatch never got through; submitting again under the claim cannot make
-                    # a twin of a job the claim recorded.
-                    again.append(step)
+            self._report_submitted([(step, found[step.step_key]) for step in uncertain if step.step_key in found])
+            # The others' sbatch never got through; submitting again under the claim cannot
+            # make a twin of a job the claim recorded.
+            again += [step for step in uncertain if step.step_key not in found]
             launched = again
         for step in launched:
             self._unsubmittable[step.step_key] = (
-                f"could not submit Slurm job {step.request.name!r} in {_SUBMIT_ATTEMPTS} attempts"
+                f"could not submit Slurm job {step.request.name!r} in {_SUBMIT_ATTEMPTS} attempts; the last "
+                f"attempt: {last_error.get(step.step_key, 'another submitter held the job name')}"
             )
 
-    def _report_submitted(self, step: "_Launched", job: SubmittedJob) -> None:
-        request = step.request
-        self.relay.track(TrackedStep(step_key=step.step_key, job=job, folder=request.folder, options=request.options))
-        message, metadata = job_report.submission(job, request.options, request.folder)
-        DagsterEvent.step_worker_starting(step.context.get_step_context(step.step_key), message, metadata=metadata)
+    def _report_submitted(self, submitted: Sequence[tuple["_Launched", SubmittedJob]]) -> None:
+        """Track each step's job, then report the submissions (a report writes to the instance,
+        which can fail: every job is tracked first)."""
+        for step, job in submitted:
+            request = step.request
+            self.relay.track(
+                TrackedStep(step_key=step.step_key, job=job, folder=request.folder, options=request.options)
+            )
+        for step, job in submitted:
+            message, metadata = job_report.submission(job, step.request.options, step.request.folder)
+            DagsterEvent.step_worker_starting(step.context.get_step_context(step.step_key), message, metadata=metadata)
 
     def _step_files(
         self, step_handler_context: StepHandlerContext, step_key: str, folder: str, attempt: int

@@ -48,7 +48,7 @@ _TRANSIENT = (
 _NOT_SUBMITTED = ("Unable to contact slurm controller (connect failure)", "Resource temporarily unavailable")
 # And the ones that prove nothing of the kind.
 _MAYBE_SUBMITTED = tuple(m for m in _TRANSIENT if not any(m in n for n in _NOT_SUBMITTED))
-# Jobs per submit_jobs command: bounds one command's run time (a claim may wait for a lock).
+# Jobs per submit_jobs command: bounds what one command carries, and what a failed one costs.
 SUBMIT_BATCH = 200
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]*")
 _CLIENT_OWNED_OPTIONS = {
@@ -106,9 +106,10 @@ class Claim:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """One job for :meth:`SlurmClient.submit_all`: ``files`` are written to ``folder`` (0700,
-    each file 0600, replaced whole), ``empty`` files created there if missing, then the file
-    named ``script`` is submitted as job ``name`` with ``options`` under ``claim``."""
+    """One job for :meth:`SlurmClient.submit_all`: ``folder`` (0700) is created with ``files``
+    in it (file name to contents, each 0600), all at once, unless it exists already (a job sent
+    again keeps its folder as it is); ``empty`` files are created there if missing; then the
+    file named ``script`` is submitted as job ``name`` with ``options`` under ``claim``."""
 
     name: str
     options: Mapping[str, OptionValue]
@@ -155,6 +156,18 @@ def _fields(request: JobRequest) -> bytes:
     if any("\0" in field for field in fields):
         raise ValueError(f"a path, name or sbatch option of job {request.name!r} contains a NUL character")
     return "".join(f"{field}\0" for field in fields).encode()
+
+
+def _refused_by_sbatch(exit_code: str, stderr: str) -> bool:
+    """Whether a failed submission was sbatch refusing the job, not something failing around it."""
+    return exit_code.isdigit() and int(exit_code) < 128 and "sbatch: error" in stderr
+
+
+def _clock(line: str) -> datetime | None:
+    try:
+        return parse_time(line)
+    except ValueError:
+        return None
 
 
 def _submission_failure(name: str, stderr: str) -> SlurmError | None:
@@ -292,8 +305,7 @@ class SlurmClient:
             _fields(request)  # every request's fields can be sent, before any is
         outcomes: dict[int, SubmittedJob | SlurmError] = {}
         todo = list(range(len(requests)))
-        deadline = time.monotonic() + self._retry_timeout
-        attempt = 0
+        deadline, attempt = 0.0, 0
         while todo:
             chunk = todo[:SUBMIT_BATCH]
             answers, not_reached = self._submit_batch([requests[i] for i in chunk])
@@ -301,6 +313,8 @@ class SlurmClient:
             todo = todo[len(answers) :]
             if not_reached is None:
                 continue
+            if answers or not attempt:  # the controller's outage starts now, after progress
+                deadline, attempt = time.monotonic() + self._retry_timeout, 0
             try:
                 backoff(attempt, deadline, "sbatch could not reach the controller", not_reached)
             except RetryDeadlineExceeded as exc:
@@ -319,23 +333,24 @@ class SlurmClient:
         stage = batch[0].folder.rsplit("/", 1)[0]  # on the jobs' filesystem, for renames
         try:
             result = self.transport.run(
-                command("submit_jobs", program("claim"), str(len(archive)), stage),
+                command("submit_jobs", program("claim"), str(len(archive)), stage, *_NOT_SUBMITTED),
                 stdin=archive + b"".join(_fields(request) for request in batch),
             )
-        except CommandInterrupted as exc:
-            # What the command printed is lost with it: any of these jobs may exist.
+        except TransportError as exc:
+            # What the command printed is lost with it (a dropped connection, or a local
+            # command past its timeout, whose children go on): any of these jobs may exist.
             return [SubmissionUncertain(f"submitting {r.name!r}: {exc}", r.name) for r in batch], None
-        except TransportError as exc:  # no connection: nothing ran
-            return [SlurmError(f"job {r.name!r} was not submitted: {exc}") for r in batch], None
         lines = [line for line in result.stdout.split("\n") if line]
-        submitted_after = parse_time(lines[0]) if lines else None
+        submitted_after = _clock(lines[0]) if lines else None
         if submitted_after is None:
             # The program reads the clock before its first sbatch: nothing was submitted.
             problem = result.stderr.strip() or f"exit status {result.exit_code}"
             return [SlurmError(f"job {r.name!r} was not submitted: {problem}") for r in batch], None
         answers: list[SubmittedJob | SlurmError] = []
         for line in lines[1:]:
-            _, status, rest = [*line.split(" ", 2), ""][:3]
+            index, status, rest = [*line.split(" ", 2), "", ""][:3]
+            if index != str(len(answers)) or len(answers) == len(batch):
+                break  # not the program's answer for the next job: what follows is uncertain
             name = batch[len(answers)].name
             if status == "submitted":
                 answers.append(SubmittedJob(job_id=rest.split(";")[0], name=name, submitted_after=submitted_after))
@@ -343,14 +358,25 @@ class SlurmClient:
                 answers.append(AlreadySubmitted(name, rest))
             elif status == "unwritten":
                 answers.append(SlurmError(f"the folder of job {name!r} could not be written: {rest}"))
-                return answers, None  # the program stopped there; the rest are sent again
-            else:
-                stderr = rest.partition(" ")[2].strip()
+            elif status == "failed":
+                code, _, stderr = rest.partition(" ")
+                stderr = stderr.strip()
                 failure = _submission_failure(name, stderr)
-                if failure is None:
+                if failure is not None and type(failure) is SlurmError and not _refused_by_sbatch(code, stderr):
+                    # Not sbatch's refusal (its claim record failed, or it was killed): the job
+                    # may exist, and is looked up before it is sent again.
+                    failure = SubmissionUncertain(
+                        f"submitting {name!r} ended with exit status {code}: {stderr or 'no message'}", name
+                    )
+                if any(marker in stderr for marker in _NOT_SUBMITTED):
+                    # The program stopped here: the controller is out of reach.
+                    if failure is not None:
+                        answers.append(failure)
                     return answers, stderr
+                assert failure is not None
                 answers.append(failure)
-                return answers, None
+            else:
+                break
         if len(answers) < len(batch):
             # Stopped without a word (a signal, a malformed request): the job it was at may
             # have been submitted, so each remaining job is looked up before it is sent again.

@@ -192,9 +192,14 @@ class SSHTransport(Transport):
                     attempt += 1
                 except (paramiko.SSHException, *_TRANSIENT) as exc:
                     dropped = _dropped_during_login(exc)
-                    # Dropped twice in a row is sshd's answer to too many keys tried
-                    # (MaxAuthTries), not a restart.
-                    if _refused(exc) or (dropped and dropped_before):
+                    if dropped and dropped_before:
+                        # sshd's answer to more keys than its MaxAuthTries, not a restart.
+                        raise TransportError(
+                            f"{self._target} closed the connection during login twice in a row, as sshd does when "
+                            "offered more keys than its MaxAuthTries (an ssh-agent with many keys, say): set "
+                            f"{ENV_PREFIX}KEY_FILE to the one key for this cluster, and check {ENV_PREFIX}USER"
+                        ) from None
+                    if _refused(exc):
                         raise self._permanent_error(exc) from None
                     dropped_before = dropped
                     _backoff(attempt, deadline, f"could not connect to {self._target}", exc)
