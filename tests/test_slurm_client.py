@@ -130,7 +130,7 @@ def test_a_job_another_submitter_claimed_is_not_submitted_and_its_files_are_appe
 
 
 def test_a_job_whose_folder_cannot_be_written_is_named_and_the_others_go_on(
-    client: SlurmClient, remote_dir: str
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
 ) -> None:
     client.transport.run(f"touch {shlex.quote(remote_dir)}/a-file")
     blocked = request(remote_dir, unique("blocked"))
@@ -140,7 +140,22 @@ def test_a_job_whose_folder_cannot_be_written_is_named_and_the_others_go_on(
     )
     assert type(failed) is SlurmError and "could not be written" in str(failed) and "File exists" in str(failed)
     assert isinstance(before, SubmittedJob) and isinstance(after, SubmittedJob)
+    assert len(recorder.commands) == 2  # the one submitting, and the test's own touch
     wait_finished(client, [before, after])
+
+
+def test_a_job_whose_claim_could_not_be_recorded_is_uncertain_never_rejected(
+    client: SlurmClient, remote_dir: str
+) -> None:
+    # sbatch accepts the job, then the claim's record cannot be written: the job exists, and a
+    # caller that took the failure for a refusal would submit it again.
+    unrecorded = request(remote_dir, unique("unrecorded"))
+    client.transport.run(f"mkdir -p {shlex.quote(unrecorded.claim.directory)}/{unrecorded.name}.new")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    [outcome] = client.submit_all([unrecorded])
+    assert type(outcome) is SubmissionUncertain and "exit status 1" in str(outcome)
+    [job] = client.find_by_name([unrecorded.name], since)[unrecorded.name]
+    wait_finished(client, [SubmittedJob(job.job_id, job.name, since)])
 
 
 class AnswerLost(Transport):

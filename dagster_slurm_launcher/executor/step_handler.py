@@ -239,13 +239,27 @@ class SlurmStepHandler(StepHandler):
         at its next health check, with the reason; the others go on.
         """
         launched, self._launched = self._launched, []
+        submitted: list[tuple[_Launched, SubmittedJob]] = []
+        try:
+            self._submit(launched, submitted)
+        finally:
+            # Reported last: a report writes to the instance, which can fail, and every job
+            # that exists is tracked first.
+            for step, job in submitted:
+                message, metadata = job_report.submission(job, step.request.options, step.request.folder)
+                DagsterEvent.step_worker_starting(
+                    step.context.get_step_context(step.step_key), message, metadata=metadata
+                )
+
+    def _submit(self, launched: list["_Launched"], submitted: list[tuple["_Launched", SubmittedJob]]) -> None:
+        """Submit ``launched``, tracking each job as soon as it is known and adding it to
+        ``submitted``; steps that cannot be submitted go to ``_unsubmittable``."""
         last_error: dict[str, SlurmError] = {}
         for _ in range(_SUBMIT_ATTEMPTS):
             if not launched:
                 return
             outcomes = list(zip(launched, self._client.submit_all([s.request for s in launched]), strict=True))
-            # Every job that exists is tracked before anything that can fail is asked.
-            self._report_submitted([(step, job) for step, job in outcomes if isinstance(job, SubmittedJob)])
+            self._track([(step, job) for step, job in outcomes if isinstance(job, SubmittedJob)], submitted)
             last_error.update((step.step_key, o) for step, o in outcomes if isinstance(o, SlurmError))
             again: list[_Launched] = []
             for step, outcome in outcomes:
@@ -258,7 +272,7 @@ class SlurmStepHandler(StepHandler):
                     self._unsubmittable[step.step_key] = str(outcome)
             uncertain = [step for step, outcome in outcomes if isinstance(outcome, SubmissionUncertain)]
             found = self._find_uncertain_submissions(uncertain)
-            self._report_submitted([(step, found[step.step_key]) for step in uncertain if step.step_key in found])
+            self._track([(step, found[step.step_key]) for step in uncertain if step.step_key in found], submitted)
             # The others' sbatch never got through; submitting again under the claim cannot
             # make a twin of a job the claim recorded.
             again += [step for step in uncertain if step.step_key not in found]
@@ -269,17 +283,15 @@ class SlurmStepHandler(StepHandler):
                 f"attempt: {last_error.get(step.step_key, 'another submitter held the job name')}"
             )
 
-    def _report_submitted(self, submitted: Sequence[tuple["_Launched", SubmittedJob]]) -> None:
-        """Track each step's job, then report the submissions (a report writes to the instance,
-        which can fail: every job is tracked first)."""
-        for step, job in submitted:
+    def _track(
+        self, jobs: Sequence[tuple["_Launched", SubmittedJob]], submitted: list[tuple["_Launched", SubmittedJob]]
+    ) -> None:
+        for step, job in jobs:
             request = step.request
             self.relay.track(
                 TrackedStep(step_key=step.step_key, job=job, folder=request.folder, options=request.options)
             )
-        for step, job in submitted:
-            message, metadata = job_report.submission(job, step.request.options, step.request.folder)
-            DagsterEvent.step_worker_starting(step.context.get_step_context(step.step_key), message, metadata=metadata)
+        submitted.extend(jobs)
 
     def _step_files(
         self, step_handler_context: StepHandlerContext, step_key: str, folder: str, attempt: int

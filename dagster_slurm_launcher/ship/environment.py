@@ -85,8 +85,8 @@ def build(transport: Transport, spec: EnvironmentSpec, env_dir: str, stage_dir: 
         result = transport.run(command("build_environment", *argv), timeout=BUILD_TIMEOUT)
     except CommandInterrupted as exc:
         raise EnvironmentBuildError(
-            f"the connection to the login node broke while it built {env_dir} ({exc.__class__.__name__}); the "
-            "build goes on or stops there, and the next run waits for it or starts it again"
+            f"no answer from the login node while it built {env_dir} ({exc}); the build goes on or stops "
+            "there, and the next run waits for it or starts it again"
         ) from None
     if not result.ok:
         where = "from the wheels shipped" if source == "offline" else "from the site's package index"

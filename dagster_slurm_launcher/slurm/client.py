@@ -284,6 +284,12 @@ class SlurmClient:
                 )
             stderr = result.stderr.strip()
             failure = _submission_failure(name, stderr)
+            if (failure is None or type(failure) is SlurmError) and not _refused_by_sbatch(
+                str(result.exit_code), stderr
+            ):
+                raise SubmissionUncertain(
+                    f"submitting {name!r} ended with exit status {result.exit_code}: {stderr or 'no message'}", name
+                )
             if failure is not None:
                 raise failure
             self._backoff(attempt, deadline, "sbatch could not reach the controller", stderr)
@@ -312,7 +318,10 @@ class SlurmClient:
             outcomes.update(zip(chunk, answers, strict=False))
             todo = todo[len(answers) :]
             if not_reached is None:
+                attempt = 0
                 continue
+            if not todo:
+                break
             if answers or not attempt:  # the controller's outage starts now, after progress
                 deadline, attempt = time.monotonic() + self._retry_timeout, 0
             try:
@@ -336,10 +345,11 @@ class SlurmClient:
                 command("submit_jobs", program("claim"), str(len(archive)), stage, *_NOT_SUBMITTED),
                 stdin=archive + b"".join(_fields(request) for request in batch),
             )
-        except TransportError as exc:
-            # What the command printed is lost with it (a dropped connection, or a local
-            # command past its timeout, whose children go on): any of these jobs may exist.
+        except CommandInterrupted as exc:
+            # What the command printed is lost with it: any of these jobs may exist.
             return [SubmissionUncertain(f"submitting {r.name!r}: {exc}", r.name) for r in batch], None
+        except TransportError as exc:  # no connection (the transport retried already): nothing ran
+            return [SlurmError(f"job {r.name!r} was not submitted: {exc}") for r in batch], None
         lines = [line for line in result.stdout.split("\n") if line]
         submitted_after = _clock(lines[0]) if lines else None
         if submitted_after is None:
@@ -362,7 +372,7 @@ class SlurmClient:
                 code, _, stderr = rest.partition(" ")
                 stderr = stderr.strip()
                 failure = _submission_failure(name, stderr)
-                if failure is not None and type(failure) is SlurmError and not _refused_by_sbatch(code, stderr):
+                if (failure is None or type(failure) is SlurmError) and not _refused_by_sbatch(code, stderr):
                     # Not sbatch's refusal (its claim record failed, or it was killed): the job
                     # may exist, and is looked up before it is sent again.
                     failure = SubmissionUncertain(

@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from dagster_slurm_launcher.transport.base import CommandResult, Transport, TransportError
+from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport
 
 # Variables that hold secrets of the run worker (database passwords, DAGSTER_SLURM_PASSWORD,
 # cloud keys): no command on the cluster side needs them, and sbatch would copy its whole
@@ -31,7 +31,8 @@ class LocalTransport(Transport):
                 env=command_environment(),
             )
         except subprocess.TimeoutExpired as exc:
-            raise TransportError(f"command timed out after {timeout:.0f}s: {command}") from exc
+            # Its children may go on (bash is killed, not its process group): it may have run.
+            raise CommandInterrupted(f"command timed out after {timeout:.0f}s: {command}") from exc
         return CommandResult(
             command=command,
             exit_code=proc.returncode,
