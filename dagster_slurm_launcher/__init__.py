@@ -7,35 +7,36 @@ launcher, the SSH stack or the settings loader there.
 
 from typing import TYPE_CHECKING, Any
 
+from dagster_slurm_launcher.lazy import lazy_exports
+
 if TYPE_CHECKING:
     from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
     from dagster_slurm_launcher.launcher import SlurmRunLauncher
     from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
     from dagster_slurm_launcher.unavailable import HISTORY_TAG, UnavailableOnComputeNode
 
-_EXPORTS = {
-    "HISTORY_TAG": "dagster_slurm_launcher.unavailable",
-    "SBATCH_TAG": "dagster_slurm_launcher.executor",
-    "SettingsError": "dagster_slurm_launcher.settings",
-    "SlurmConfigError": "dagster_slurm_launcher.executor",
-    "SlurmRunLauncher": "dagster_slurm_launcher.launcher",
-    "SlurmSettings": "dagster_slurm_launcher.settings",
-    "UnavailableOnComputeNode": "dagster_slurm_launcher.unavailable",
-    "load_settings": "dagster_slurm_launcher.settings",
-    "slurm_executor": "dagster_slurm_launcher.executor",
-}
+_exports = lazy_exports(
+    __name__,
+    {
+        "HISTORY_TAG": "dagster_slurm_launcher.unavailable",
+        "SBATCH_TAG": "dagster_slurm_launcher.executor",
+        "SettingsError": "dagster_slurm_launcher.settings",
+        "SlurmConfigError": "dagster_slurm_launcher.executor",
+        "SlurmRunLauncher": "dagster_slurm_launcher.launcher",
+        "SlurmSettings": "dagster_slurm_launcher.settings",
+        "UnavailableOnComputeNode": "dagster_slurm_launcher.unavailable",
+        "load_settings": "dagster_slurm_launcher.settings",
+        "slurm_executor": "dagster_slurm_launcher.executor",
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
-    import importlib
-
     if name == "__version__":
         from importlib.metadata import version
 
         return version("dagster-slurm-launcher")
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    return _exports(name)
 
 
 __all__ = [

@@ -308,13 +308,14 @@ class SlurmClient:
         """
         for request in requests:
             validate_job_name(request.name)
-            _fields(request)  # every request's fields can be sent, before any is
+        # Every request's fields can be sent, before any is.
+        fields = [_fields(request) for request in requests]
         outcomes: dict[int, SubmittedJob | SlurmError] = {}
         todo = list(range(len(requests)))
         deadline, attempt = 0.0, 0
         while todo:
             chunk = todo[:SUBMIT_BATCH]
-            answers, not_reached = self._submit_batch([requests[i] for i in chunk])
+            answers, not_reached = self._submit_batch([requests[i] for i in chunk], [fields[i] for i in chunk])
             outcomes.update(zip(chunk, answers, strict=False))
             todo = todo[len(answers) :]
             if not_reached is None:
@@ -333,17 +334,20 @@ class SlurmClient:
             attempt += 1
         return [outcomes[i] for i in range(len(requests))]
 
-    def _submit_batch(self, batch: Sequence[JobRequest]) -> tuple[list[SubmittedJob | SlurmError], str | None]:
-        """Run the submit_jobs program once for ``batch``: the outcomes of its first jobs, in
-        order, and, if the controller could not be reached, sbatch's message (the job after
-        those answered, and the rest, were not submitted). Never raises for a job: once the
-        program ran, some jobs may exist, and each one's outcome must reach the caller."""
+    def _submit_batch(
+        self, batch: Sequence[JobRequest], fields: Sequence[bytes]
+    ) -> tuple[list[SubmittedJob | SlurmError], str | None]:
+        """Run the submit_jobs program once for ``batch`` (each job's encoded ``fields``
+        beside it): the outcomes of its first jobs, in order, and, if the controller could not
+        be reached, sbatch's message (the job after those answered, and the rest, were not
+        submitted). Never raises for a job: once the program ran, some jobs may exist, and
+        each one's outcome must reach the caller."""
         archive = _archive(batch)
         stage = batch[0].folder.rsplit("/", 1)[0]  # on the jobs' filesystem, for renames
         try:
             result = self.transport.run(
                 command("submit_jobs", program("claim"), str(len(archive)), stage, *_NOT_SUBMITTED),
-                stdin=archive + b"".join(_fields(request) for request in batch),
+                stdin=archive + b"".join(fields),
             )
         except CommandInterrupted as exc:
             # What the command printed is lost with it: any of these jobs may exist.

@@ -4,8 +4,9 @@ The SSH transports are imported when first used: modules that only name the inte
 imported on compute nodes too, which need neither paramiko nor fabric.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dagster_slurm_launcher.lazy import lazy_exports
 from dagster_slurm_launcher.transport.base import CommandInterrupted, CommandResult, Transport, TransportError
 from dagster_slurm_launcher.transport.local import LocalTransport
 
@@ -14,18 +15,13 @@ if TYPE_CHECKING:
     from dagster_slurm_launcher.transport.openssh import OpenSSHTransport
     from dagster_slurm_launcher.transport.ssh import SSHTransport
 
-_TRANSPORTS = {
-    "OpenSSHTransport": "dagster_slurm_launcher.transport.openssh",
-    "SSHTransport": "dagster_slurm_launcher.transport.ssh",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _TRANSPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_TRANSPORTS[name]), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "OpenSSHTransport": "dagster_slurm_launcher.transport.openssh",
+        "SSHTransport": "dagster_slurm_launcher.transport.ssh",
+    },
+)
 
 
 def make_transport(settings: "SlurmSettings") -> Transport:
