@@ -4,12 +4,14 @@ Run on the lab cluster (after `sudo deploy/lab/up` and `deploy/lab/python-env`):
 
     set -a; source deploy/lab/lab.env; set +a
     /opt/dagster-slurm-lab/venv/bin/python bench/fanout.py [STEPS]   # default 100
+    /opt/dagster-slurm-lab/venv/bin/python bench/fanout.py STEPS --packed   # a and p only
 
 Prints the wall time of
   a. N raw sbatch jobs of `python -c pass`, submitted over SSH, until all ended;
   b. N raw sbatch jobs of `python -c 'import dagster'`;
   c. the job under Dagster's multiprocess executor, no Slurm;
   d. the job under slurm_executor;
+  p. the job under slurm_executor with packed steps (`pack: {cpus: 2}`), and its steps per second;
 and their ratios; e. the seconds to submit N held jobs (which never start) with raw sbatch and
 through the executor's submission path; for d, how long the leaves (ready together) took to submit, the CPU per step
 against b's (sacct's TotalCPU) and c's (c's whole process tree, per step), the run worker's
@@ -164,6 +166,18 @@ def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2] if values else float("nan")
 
 
+def packed_only(steps: int, code: Path, python: str) -> None:
+    a, _ = raw_sbatch(python, "pass", steps)
+    with tempfile.TemporaryDirectory() as home, instance_for_test(temp_dir=home) as instance:
+        p, _, run_id, _ = run_in_a_worker(instance, code, "fanout_packed")
+    time.sleep(15)
+    per_step, _ = accounting(f"dagster-{run_id}-")
+    print(f"steps                                   {steps}")
+    print(f"a. raw sbatch, python -c pass           {a:8.1f} s")
+    print(f"p. slurm_executor, packed               {p:8.1f} s   p/a {p / a:.2f}   {steps / p:.1f} steps/s")
+    print(f"p: Slurm jobs                           {sum(per_step.values()):8d}")
+
+
 def main() -> None:
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     settings = load_settings()
@@ -174,6 +188,12 @@ def main() -> None:
     code = code_dir / "fanout_job.py"
     code.write_text(source.replace("\nSTEPS = 100\n", f"\nSTEPS = {steps}\n"))
     code.chmod(0o644)
+    if "--packed" in sys.argv:
+        try:
+            packed_only(steps, code, settings.python)
+        finally:
+            shutil.rmtree(code_dir)
+        return
     try:
         held_raw, held_ours = held_submission(settings.python, steps)
         a, _ = raw_sbatch(settings.python, "pass", steps)
@@ -184,17 +204,21 @@ def main() -> None:
             d, peak_kib, run_id, d_worker_cpu = run_in_a_worker(instance, code, "fanout")
             rpcs, logins = rpcs_of(user) - rpcs, ssh_logins() - logins
             submitted = submission_seconds(instance, run_id)
+            p, _, p_run_id, _ = run_in_a_worker(instance, code, "fanout_packed")
     finally:
         shutil.rmtree(code_dir)
     time.sleep(15)  # the last jobs reach accounting
     per_step, d_cpu = accounting(f"dagster-{run_id}-")
     _, b_cpu = accounting(b_name)
+    p_jobs, _ = accounting(f"dagster-{p_run_id}-")
     print(f"steps                                   {steps}")
     print(f"a. raw sbatch, python -c pass           {a:8.1f} s")
     print(f"b. raw sbatch, python -c 'import dagster' {b:6.1f} s")
     print(f"c. multiprocess_executor, no Slurm      {c:8.1f} s")
     print(f"d. slurm_executor                       {d:8.1f} s")
     print(f"d/a  d/b  d/c                           {d / a:8.2f} {d / b:5.2f} {d / c:5.2f}")
+    print(f"p. slurm_executor, packed               {p:8.1f} s   p/a {p / a:.2f}   {steps / p:.1f} steps/s")
+    print(f"p: Slurm jobs                           {sum(p_jobs.values()):8d}")
     print(f"d: {steps - 1} leaves submitted, after the root {submitted:6.1f} s")
     print(
         f"d: CPU per step (median TotalCPU)       {median(d_cpu):8.2f} s   against b's {median(b_cpu):.2f} s: "

@@ -1,5 +1,5 @@
-"""A fan-out of trivial steps: one root, STEPS - 1 leaves that depend on it, as two jobs that
-differ only in their executor.
+"""A fan-out of trivial steps: one root, STEPS - 1 leaves that depend on it, as three jobs that
+differ only in their executor (the Slurm executor with and without packing).
 
 bench/fanout.py copies this file with STEPS set to the count it was asked for.
 """
@@ -35,4 +35,9 @@ def fanout_graph():
 
 
 fanout = fanout_graph.to_job(name="fanout", executor_def=slurm_executor.configured({"poll_interval": 1.0}))
+# Two at a time: the lab's 2 cores (its node claims 32 CPUs, which raw sbatch's jobs all use).
+fanout_packed = fanout_graph.to_job(
+    name="fanout_packed",
+    executor_def=slurm_executor.configured({"poll_interval": 1.0, "pack": {"max_steps": 1000, "cpus": 2}}),
+)
 fanout_multiprocess = fanout_graph.to_job(name="fanout_multiprocess", executor_def=multiprocess_executor)

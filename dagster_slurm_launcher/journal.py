@@ -3,9 +3,11 @@
 The step worker appends one line per event, ``<seq> <serialized EventLogEntry>``, flushed and
 fsynced before the step goes on, so an event the worker wrote survives the worker. The last
 line a worker writes, whether the step finished or Slurm stopped it, is ``END <stdout bytes>
-<stderr bytes>``: a reader that has seen it has every record, however late a caching shared
-filesystem showed it, and knows how much of the job's output files to wait for (their sizes
-are ``-`` when the worker's output is not a file).
+<stderr bytes>``, and in a pack, for a step that ended or never started without its outcome,
+``END <stdout bytes> <stderr bytes> <cause>`` (see :mod:`.packed_worker`): a reader that has
+seen it has every record, however late a caching shared filesystem showed it, and knows how
+much of the job's output files to wait for (their sizes are ``-`` when the worker's output is
+not a file).
 
 Serialized entries are ASCII JSON (Dagster's serdes), so a record never contains a newline.
 Only complete lines count. NUL bytes are data that NFS has not shown yet: reading stops there
@@ -71,11 +73,13 @@ class JournalWriter:
         self._write(f"{self._seq} {serialize_value(entry)}\n".encode("ascii"))
         return self._seq
 
-    def end(self, output_sizes: tuple[int, int] | None = None) -> None:
-        """Say that this worker writes nothing more, and how long its stdout and stderr files
-        are (after an interrupted line, on a line of its own)."""
+    def end(self, output_sizes: tuple[int, int] | None = None, cause: str | None = None) -> None:
+        """Say that this worker writes nothing more, how long its stdout and stderr files are,
+        and (from a pack's worker) why a step ended without its outcome (after an interrupted
+        line, on a line of its own)."""
         sizes = b" %d %d" % output_sizes if output_sizes else b" - -"
-        self._write((b"" if self._at_line_start else b"\n") + END + sizes + b"\n")
+        why = b" " + cause.encode("ascii") if cause else b""
+        self._write((b"" if self._at_line_start else b"\n") + END + sizes + why + b"\n")
 
     def _write(self, line: bytes) -> None:
         self._at_line_start = False
@@ -115,6 +119,8 @@ class ParsedJournal:
     """The last line read is the worker's ``END`` (a requeued job's worker writes after it)."""
     output_sizes: tuple[int, int] | None
     """The sizes of the job's stdout and stderr files that the last ``END`` read gave."""
+    end_cause: str | None
+    """Why a packed step ended without its outcome, as the last ``END`` read gives it."""
     skipped: int
     """Lines that could not be read and were passed over."""
 
@@ -129,6 +135,7 @@ def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
     consumed = skipped = 0
     ended = False
     output_sizes: tuple[int, int] | None = None
+    end_cause: str | None = None
     bad = 0  # damaged lines since the last good one
     pos = 0
     for line in _complete_lines(chunk):
@@ -137,7 +144,7 @@ def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
         pos += len(line)
         body = line[:-1]
         if body == END or body.startswith(END + b" "):
-            ended, output_sizes = True, _sizes(body)
+            ended, output_sizes, end_cause = True, _sizes(body), _cause(body)
         elif (record := _parse_line(body)) is not None:
             records.append(record)
             ended = False
@@ -147,14 +154,19 @@ def parse_records(chunk: bytes, final: bool = False) -> ParsedJournal:
         skipped, bad, consumed = skipped + bad, 0, pos
     if final and bad:
         skipped, consumed = skipped + bad, pos
-    return ParsedJournal(records, consumed, ended, output_sizes, skipped)
+    return ParsedJournal(records, consumed, ended, output_sizes, end_cause, skipped)
 
 
 def _sizes(end_line: bytes) -> tuple[int, int] | None:
-    fields = end_line.split()[1:]
+    fields = end_line.split()[1:3]
     if len(fields) != 2 or not all(f.isdigit() for f in fields):
         return None
     return int(fields[0]), int(fields[1])
+
+
+def _cause(end_line: bytes) -> str | None:
+    fields = end_line.split()
+    return fields[3].decode("ascii", "replace") if len(fields) > 3 else None
 
 
 def _complete_lines(chunk: bytes) -> Iterable[bytes]:

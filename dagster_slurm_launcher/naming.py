@@ -9,6 +9,8 @@ identity is kept in the step folder's ``meta.json``.
 import hashlib
 
 JOB_NAME_PREFIX = "dagster"
+PACK_PREFIX = "pack."
+CLAIMS_DIR = "claims"
 # Of every environment variable the package reads (see settings.SlurmSettings).
 ENV_PREFIX = "DAGSTER_SLURM_"
 
@@ -32,6 +34,11 @@ def lineage_folder(remote_base_dir: str, root_run_id: str) -> str:
     return f"{remote_base_dir}/runs/{root_run_id}"
 
 
+def claims_folder(remote_base_dir: str, root_run_id: str) -> str:
+    """Under the root run's folder: the id of each step's last submitted job (see slurm.Claim)."""
+    return f"{lineage_folder(remote_base_dir, root_run_id)}/{CLAIMS_DIR}"
+
+
 def run_folder(remote_base_dir: str, root_run_id: str, run_id: str) -> str:
     return f"{lineage_folder(remote_base_dir, root_run_id)}/{run_id}"
 
@@ -42,6 +49,25 @@ def step_folder(remote_base_dir: str, root_run_id: str, run_id: str, step_key: s
     return f"{run_folder(remote_base_dir, root_run_id, run_id)}/{step_hash(step_key)}.{attempt}.{nonce}"
 
 
+def pack_folder(remote_base_dir: str, root_run_id: str, run_id: str, nonce: str) -> str:
+    """The folder of a pack (one job that runs many steps); its steps' folders are inside."""
+    return f"{run_folder(remote_base_dir, root_run_id, run_id)}/{PACK_PREFIX}{nonce}"
+
+
+def packed_step_folder(pack: str, step_key: str, attempt: int) -> str:
+    return f"{pack}/{step_hash(step_key)}.{attempt}"
+
+
+def pack_job_name(root_run_id: str, pack: str) -> str:
+    """A pack's job name, from its folder: a later run finds the pack from a step's claim."""
+    return job_name(root_run_id, pack.rsplit("/", 1)[-1])
+
+
+def is_packed_step_folder(folder: str) -> bool:
+    return folder.rsplit("/", 2)[-2].startswith(PACK_PREFIX)
+
+
 def run_id_of_step_folder(folder: str) -> str:
-    """The run that a :func:`step_folder` belongs to."""
-    return folder.rsplit("/", 2)[-2]
+    """The run that a :func:`step_folder` or :func:`packed_step_folder` belongs to."""
+    parts = folder.rsplit("/", 3)
+    return parts[-3] if parts[-2].startswith(PACK_PREFIX) else parts[-2]

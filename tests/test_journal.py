@@ -154,3 +154,16 @@ def test_the_end_line_says_how_long_the_jobs_output_files_are(tmp_path: Path) ->
     write(path, "two", end=True)
     parsed = parse_records(path.read_bytes())
     assert parsed.ended and parsed.output_sizes is None and len(parsed.records) == 2
+
+
+def test_a_packs_end_line_after_a_steps_own_end_gives_the_cause(tmp_path: Path) -> None:
+    # A packed step's worker ended its journal (SIGTERM), then the pack's worker said why.
+    path = tmp_path / "events.jsonl"
+    write(path, "started", end=True)
+    writer = JournalWriter(str(path))
+    writer.end((12, 34), "exit=143")
+    writer.close()
+    parsed = parse_records(path.read_bytes())
+    assert parsed.ended and parsed.end_cause == "exit=143" and parsed.output_sizes == (12, 34)
+    assert parse_records(b"END - - unstarted\n").end_cause == "unstarted"
+    assert parse_records(b"END 1 2\n").end_cause is None

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from dagster_slurm_launcher.slurm import Claim
+from dagster_slurm_launcher.slurm import Claim, PackMember
 from dagster_slurm_launcher.transport import Transport
 from dagster_slurm_launcher.transport.programs import command
 
@@ -33,6 +33,27 @@ def test_a_claim_names_another_submitters_job_and_runs_nothing(transport: Transp
     assert sh(transport, f"test -e {shlex.quote(ran)} && echo yes || echo no").strip() == "no"
     # A submitter that saw job 4711 (and found it dead) may submit again.
     assert transport.run(Claim(claims, frozenset({"4711"})).wrap("job-a", ["echo", "4712"])).stdout.strip() == "4712"
+
+
+def test_a_pack_claims_all_its_steps_names_or_none(transport: Transport, remote_dir: str) -> None:
+    claims = f"{remote_dir}/claims"
+    transport.run(Claim(claims, frozenset()).wrap("step-b", ["echo", "4711"]))
+    members = [PackMember("step-a", frozenset(), "/p/a.0"), PackMember("step-b", frozenset(), "/p/b.0")]
+    ran = f"{remote_dir}/ran"
+    # step-b is another submitter's: nothing is submitted, and step-a stays unclaimed.
+    assert transport.run(Claim(claims, frozenset(), members).wrap("pack", ["touch", ran])).stdout.strip() == (
+        "claimed 4711"
+    )
+    assert sh(transport, f"ls {shlex.quote(claims)}").split() == ["step-b"]
+    # Knowing 4711, the pack goes ahead and records its id and each step's folder.
+    members[1] = PackMember("step-b", frozenset({"4711"}), "/p/b.0")
+    assert transport.run(Claim(claims, frozenset(), members).wrap("pack", ["echo", "4712"])).stdout.strip() == "4712"
+    assert sh(transport, f"cat {shlex.quote(claims)}/step-a {shlex.quote(claims)}/step-b").split("\n")[:2] == [
+        "4712 /p/a.0",
+        "4712 /p/b.0",
+    ]
+    # A single job's claim reads the pack's record by its id.
+    assert transport.run(Claim(claims, frozenset({"4712"})).wrap("step-a", ["echo", "4713"])).stdout.strip() == "4713"
 
 
 def test_removing_a_run_folder_removes_the_lineage_folder_only_when_no_other_run_is_left(

@@ -3,9 +3,11 @@
 A resumed run (its worker died), a retry or a re-execution finds each step's jobs by their
 deterministic name among the jobs its lineage submitted. It takes over the newest one if its
 outcome is still to be collected: a job still queued or running, or one that finished with an
-outcome no run of the lineage recorded. All decisions to adopt are made here.
+outcome no run of the lineage recorded. A packed step's job is its pack, which no name of the
+step finds: the step's claim names it (see slurm.Claim). All decisions to adopt are made here.
 """
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +17,7 @@ from dagster_slurm_launcher.dagster_internals import EngineEventData, StepHandle
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.executor.relay import Relay, TrackedStep
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
-from dagster_slurm_launcher.naming import job_name, lineage_folder
+from dagster_slurm_launcher.naming import claims_folder, is_packed_step_folder, job_name, lineage_folder, pack_job_name
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SUBMITTED_BY_RUN
 from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
@@ -61,12 +63,27 @@ class Adoption:
         return self._adopt(context, step_key, self.lineage_jobs(context, step_key), take_failures=True)
 
     def lineage_jobs(self, context: StepHandlerContext, step_key: str) -> list[JobInfo]:
-        """The step's jobs submitted by any run of this run's lineage, newest first."""
+        """The step's jobs submitted by any run of this run's lineage, newest first; a pack
+        that ran the step, with the step's folder as its work dir."""
         root = root_run_id(context.dagster_run)
         name = job_name(root, step_key)
         prefix = lineage_folder(self._remote_base_dir, root) + "/"
-        jobs = self._client.find_by_name([name], created(context.instance, root)).get(name, [])
-        return [j for j in jobs if j.work_dir and j.work_dir.startswith(prefix)]
+        pack_id, member = self._claimed_by_pack(root, name)
+        pack = member.rsplit("/", 1)[0] if member else None
+        names = [name] + ([pack_job_name(root, pack)] if pack else [])
+        found = self._client.find_by_name(names, created(context.instance, root))
+        jobs = [j for j in found.get(name, []) if j.work_dir and j.work_dir.startswith(prefix)]
+        if pack:
+            # The claim holds the step's last job: the pack is the newest.
+            packs = [j for j in found.get(names[1], []) if j.job_id == pack_id and j.work_dir == pack]
+            jobs = [dataclasses.replace(j, work_dir=member) for j in packs] + jobs
+        return jobs
+
+    def _claimed_by_pack(self, root: str, name: str) -> tuple[str | None, str | None]:
+        """The pack that the step's claim names as its last job, and the step's folder in it."""
+        [read] = read_files(self._client.transport, [FileSlice(f"{claims_folder(self._remote_base_dir, root)}/{name}")])
+        fields = (read.data or b"").decode("utf-8", "replace").split()
+        return (fields[0], fields[1]) if len(fields) == 2 else (None, None)
 
     def _adopt(self, context: StepHandlerContext, step_key: str, lineage: list[JobInfo], take_failures: bool) -> bool:
         """Take over the step's newest job if its outcome is still to be collected.
@@ -84,7 +101,10 @@ class Adoption:
         assert folder is not None  # lineage_jobs keeps only jobs with a work dir
         journal = self._journal(folder, newest)
         outcome = next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
-        if outcome is None and newest.is_terminal:
+        # A packed step ends before its pack; a resumed run takes its end (the health check
+        # says why, or submits a step the pack never started).
+        packed = is_packed_step_folder(folder)
+        if outcome is None and (newest.is_terminal or (packed and journal.ended)) and not (packed and take_failures):
             return False
         if outcome is not None and (
             _recorded_in_lineage(instance, run, step_key, outcome)
@@ -99,6 +119,7 @@ class Adoption:
             job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or created(instance, root_run_id(run))),
             folder=folder,
             already_stored=stored,
+            packed=packed,
         )
         self._relay.track(step)
         instance.report_engine_event(

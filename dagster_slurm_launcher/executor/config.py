@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 SBATCH_TAG = "dagster-slurm/sbatch"
 """Op/asset tag whose value (a dict of sbatch long options) overrides the executor's defaults."""
+PACK_TAG = "dagster-slurm/pack"
+"""Op/asset tag: ``"false"`` keeps a step out of packs (it gets a job of its own)."""
 
 # Options the executor sets itself: a step's identity, where its files go, and what of the
 # run worker's environment reaches the job (nothing: secrets stay on the Dagster host).
@@ -105,6 +107,28 @@ CONFIG_SCHEMA = {
         "Seconds to keep reading an ended job's journal for its last lines (default DAGSTER_SLURM_JOURNAL_GRACE).",
     ),
     "debug_mode": _with_default(Bool, False, "Keep run folders of successful runs."),
+    "pack": Field(
+        Noneable(
+            Shape(
+                {
+                    "max_steps": _with_default(Int, 100, "Most steps in one pack."),
+                    "cpus": _with_default(
+                        Int, 2, "CPUs of a pack's allocation; it runs this many over cpus_per_task steps at once."
+                    ),
+                    "time": _opt(
+                        StringSource,
+                        "sbatch --time of a pack's allocation (default: the steps' `time`). Steps it has not "
+                        "started by then are submitted again.",
+                    ),
+                }
+            )
+        ),
+        is_required=False,
+        default_value=None,
+        description="Run steps that are ready together and share sbatch options in one allocation (a pack), "
+        "each in a process forked from one that loaded Dagster and the code once. Each step's memory is the "
+        "steps' `mem`; a step tagged dagster-slurm/pack: 'false' gets a job of its own. `{}` for the defaults.",
+    ),
     "retries": get_retries_config(),
     "ship": Field(
         Shape(
@@ -185,6 +209,48 @@ class SbatchOptions:
         if SBATCH_TAG in tags:
             merged.update(_normalized(parse_sbatch_tag(step_key, tags[SBATCH_TAG])))
         return merged
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """How steps are packed (the executor config's ``pack`` block)."""
+
+    max_steps: int
+    cpus: int
+    time: str | None
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any]) -> "PackConfig | None":
+        pack = config.get("pack")
+        if pack is None:
+            return None
+        if pack["max_steps"] < 1 or pack["cpus"] < 1:
+            raise SlurmConfigError(
+                f"pack.max_steps and pack.cpus must be at least 1; got {pack['max_steps']} and {pack['cpus']}"
+            )
+        return PackConfig(pack["max_steps"], pack["cpus"], pack.get("time"))
+
+
+def packable(step_key: str, tags: Mapping[str, str]) -> bool:
+    """Whether a step may run in a pack (its ``dagster-slurm/pack`` tag is not ``false``)."""
+    value = tags.get(PACK_TAG, "true").strip().lower()
+    if value not in ("true", "false"):
+        raise SlurmConfigError(f"tag {PACK_TAG!r} of step {step_key!r} must be 'true' or 'false'; got {value!r}")
+    return value == "true"
+
+
+_MEMORY = re.compile(r"(\d+)([KMGT]?)B?", re.IGNORECASE)
+
+
+def memory_bytes(value: OptionValue) -> int | None:
+    """sbatch's ``--mem`` value in bytes (a number is MiB, as sbatch reads it); ``None`` if unset."""
+    if value is None or value is False:
+        return None
+    match = _MEMORY.fullmatch(str(value).strip())
+    if not match:
+        raise SlurmConfigError(f"sbatch option mem is {value!r}; packed steps need a size such as 4G or 500M")
+    number, unit = int(match[1]), (match[2] or "M").upper()
+    return number * 1024 ** "KMGT".index(unit) * 1024
 
 
 def parse_sbatch_tag(step_key: str, raw: str) -> dict[str, OptionValue]:

@@ -17,6 +17,7 @@ from dagster_slurm_launcher.dagster_internals import (
 )
 from dagster_slurm_launcher.executor.config import (
     SBATCH_TAG,
+    PackConfig,
     SbatchOptions,
     parse_sbatch_tag,
     refuse_shell_from_run_config,
@@ -111,6 +112,7 @@ def create_executor(init_context: InitExecutorContext, *, unconfigured: bool) ->
         status=shared_status(cluster),
         timing=Timing(settings.poll_interval, settings.journal_grace, read_failure_timeout=settings.reconnect_timeout),
         ship=ship_config(config),
+        pack=PackConfig.from_config(config),
     )
     return SlurmExecutor(
         handler,

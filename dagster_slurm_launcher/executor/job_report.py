@@ -24,10 +24,13 @@ STATE = "Slurm state"
 EXIT_CODE = "Exit code"
 
 
-def submission(job: SubmittedJob, options: Mapping[str, OptionValue], folder: str) -> tuple[str, dict]:
-    """The message and metadata of a step's submission."""
+def submission(
+    job: SubmittedJob, options: Mapping[str, OptionValue], folder: str, pack_size: int = 1
+) -> tuple[str, dict]:
+    """The message and metadata of a step's submission (``pack_size`` steps share its job)."""
     requested = sbatch_arguments({k: v for k, v in options.items() if k not in FOLDER_OPTIONS})
-    message = f"Submitted as Slurm job {job.job_id} ({job.name}) with {' '.join(requested) or 'no sbatch options'}."
+    what = "as Slurm job" if pack_size == 1 else f"in a pack of {pack_size} steps, Slurm job"
+    message = f"Submitted {what} {job.job_id} ({job.name}) with {' '.join(requested) or 'no sbatch options'}."
     metadata = {
         SLURM_JOB_ID: MetadataValue.text(job.job_id),
         "Slurm job name": MetadataValue.text(job.name),

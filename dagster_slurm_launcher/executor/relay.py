@@ -77,6 +77,10 @@ class TrackedStep:
     """The step's outputs its journal reported (where an adopted step's outputs come from)."""
     ids: StepIds = field(default_factory=StepIds)
     """Where the step's asset events are in the instance, for events that point at them."""
+    packed: bool = False
+    """The job is a pack: it runs other steps too, and may go on after this step ended."""
+    end_cause: str | None = None
+    """Why a packed step ended without its outcome (or never started), from its ``END`` line."""
 
     @property
     def source_run_id(self) -> str:
@@ -254,6 +258,7 @@ class Relay:
         if parsed.consumed:  # END counts only as the last line: a requeued job writes after it
             step.journal_ended = parsed.ended
             step.output_sizes = parsed.output_sizes
+            step.end_cause = parsed.end_cause
         if parsed.skipped:
             log.warning(
                 "skipped damaged journal lines", step_key=step.step_key, lines=parsed.skipped, journal=step.journal

@@ -9,7 +9,9 @@ META_FILE = "meta.json"
 SCRIPT_FILE = "job.sh"
 
 
-def render_script(*, setup: Sequence[str], working_directory: str | None, python: str, step_folder: str) -> str:
+def render_script(
+    *, setup: Sequence[str], working_directory: str | None, python: str, step_folder: str, packed: bool = False
+) -> str:
     """A bash login script: the cluster user's environment, the step's own (from the 0600 file
     :func:`render_env_file` wrote), the user's setup lines, then the step worker.
 
@@ -19,11 +21,11 @@ def render_script(*, setup: Sequence[str], working_directory: str | None, python
     Slurm keeps (``sacct -B``, ``scontrol write batch_script``). ``setup`` lines are the user's
     own shell (``module load ...``) and go in as written; every other value is quoted. The worker
     is ``exec``'d so that Slurm's signals (``--signal=B:...``, the time limit's SIGTERM) reach
-    the step itself.
+    the step itself. A pack's script runs the packed worker on the pack's folder instead.
     """
     lines = [
         "#!/bin/bash -l",
-        "# Written by dagster-slurm-launcher: runs one Dagster step.",
+        "# Written by dagster-slurm-launcher: runs Dagster steps.",
         "set -e",
         # srun inside the step (MPI, say) passes the step's environment on, not NONE.
         "export SLURM_EXPORT_ENV=ALL",
@@ -35,7 +37,8 @@ def render_script(*, setup: Sequence[str], working_directory: str | None, python
     # -u: Python buffers a print() to a file in 8 KiB blocks; unbuffered, each line reaches the
     # job's output file, and the UI's logs view, as the step prints it (what `python -u` in an
     # sbatch script is for).
-    lines.append(f"exec {shlex.quote(python)} -u -m dagster_slurm_launcher.worker {shlex.quote(step_folder)}")
+    worker = "dagster_slurm_launcher.packed_worker" if packed else "dagster_slurm_launcher.worker"
+    lines.append(f"exec {shlex.quote(python)} -u -m {worker} {shlex.quote(step_folder)}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,5 @@
 """SlurmStepHandler: Dagster's StepHandler for Slurm. Each step is one sbatch job."""
 
-import dataclasses
 import json
 import time
 import uuid
@@ -33,35 +32,46 @@ from dagster_slurm_launcher.dagster_internals import (
 )
 from dagster_slurm_launcher.executor import job_report
 from dagster_slurm_launcher.executor.adoption import Adoption, created
-from dagster_slurm_launcher.executor.config import NO_EXPORT, SbatchOptions
-from dagster_slurm_launcher.executor.failures import explain_missing_outcome
+from dagster_slurm_launcher.executor.config import NO_EXPORT, PackConfig, SbatchOptions, memory_bytes, packable
+from dagster_slurm_launcher.executor.failures import explain_missing_outcome, explain_packed_end
 from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.executor.output_sources import Adoptions, earlier_adoptions, point_inputs_at_their_runs
 from dagster_slurm_launcher.executor.relay import UNKNOWN_GRACE_SECONDS, Relay, Timing, TrackedStep
 from dagster_slurm_launcher.executor.script import ENV_FILE, META_FILE, SCRIPT_FILE, render_env_file, render_script
 from dagster_slurm_launcher.journal import JOURNAL_FILE
 from dagster_slurm_launcher.logs import get_logger
-from dagster_slurm_launcher.naming import job_name, lineage_folder, run_folder, step_folder
+from dagster_slurm_launcher.naming import (
+    CLAIMS_DIR,
+    claims_folder,
+    job_name,
+    lineage_folder,
+    pack_folder,
+    pack_job_name,
+    packed_step_folder,
+    run_folder,
+    step_folder,
+)
+from dagster_slurm_launcher.packed_worker import SPEC_FILE, UNSTARTED
 from dagster_slurm_launcher.payload import PAYLOAD_FILE, StepPayload
-from dagster_slurm_launcher.run_events import SLURM_JOB_IDS, report_cancelled
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SLURM_JOB_IDS, report_cancelled
 from dagster_slurm_launcher.ship.shipping import ShipConfig, Shipment, ship, shipped_before
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
     JobRequest,
+    PackMember,
     SlurmClient,
     SlurmError,
     SubmissionUncertain,
     SubmittedJob,
 )
+from dagster_slurm_launcher.slurm.client import OptionValue
 from dagster_slurm_launcher.slurm.shared_status import StatusSource
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.programs import command
 
 log = get_logger(__name__)
 
-# Under the root run's folder: the id of each step's last submitted job (see slurm.Claim).
-CLAIMS_DIR = "claims"
 # Submissions of one step that lost a race or their answer, before the step fails.
 _SUBMIT_ATTEMPTS = 3
 
@@ -80,6 +90,7 @@ class SlurmStepHandler(StepHandler):
         timing: how often the relay polls, and how long it waits for late journal lines.
         ship: what to ship to the cluster before the first step (``None``: nothing; the cluster
             sees the code location and ``python`` as they are).
+        pack: how steps ready together are packed into one allocation (``None``: a job each).
     """
 
     def __init__(
@@ -94,9 +105,11 @@ class SlurmStepHandler(StepHandler):
         status: StatusSource,
         timing: Timing,
         ship: ShipConfig | None = None,
+        pack: PackConfig | None = None,
     ) -> None:
         self._client = client
         self._ship = ship
+        self._pack = pack
         self._shipment: Shipment | None = None
         self._status = status
         self._sbatch_options = sbatch_options
@@ -136,6 +149,12 @@ class SlurmStepHandler(StepHandler):
         continues = plan_context.resume_from_failure or run.parent_run_id is not None
         self._adoption = Adoption(self._client, self._relay, self._remote_base_dir, continues)
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
+        if self._pack is not None:
+            # A packed step's memory is its share of the pack's: it must be a size (checked
+            # before the first job is submitted).
+            for plan_step in plan_context.execution_plan.steps:
+                if packable(plan_step.key, plan_step.tags):
+                    memory_bytes(self._sbatch_options.for_step(plan_step.key, plan_step.tags).get("mem"))
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
         if self._ship is not None:
@@ -192,36 +211,15 @@ class SlurmStepHandler(StepHandler):
         """Prepare the step's job; :meth:`submit_launched` submits it with the others launched
         since its last call (the executor launches every ready step in one pass)."""
         step_key = _single_step_key(step_handler_context)
-        run = step_handler_context.dagster_run
-        args = step_handler_context.execute_step_args
-        root = root_run_id(run)
         # A run that continues earlier work (resumed, retried, re-executed) may find the step's
         # job already in Slurm, submitted by a worker that died before recording its outcome.
         adopted, lineage = self.adoption.at_launch(step_handler_context, step_key)
         if adopted:
             return
-        attempt = args.known_state.get_retry_state().get_attempt_count(step_key) if args.known_state else 0
-        folder = step_folder(self._remote_base_dir, root, run.run_id, step_key, attempt, uuid.uuid4().hex[:8])
-        files = self._step_files(step_handler_context, step_key, folder, attempt)
-        options = self._sbatch_options.for_step(step_key, step_handler_context.step_tags[step_key])
-        # The executor's own options go last: sbatch takes the last of repeated options.
-        options.update({"output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, **NO_EXPORT})
         known = {j.job_id for j in lineage}
         if step_key in self.relay.steps:
             known.add(self.relay.steps[step_key].job.job_id)
-        claim = Claim(f"{lineage_folder(self._remote_base_dir, root)}/{CLAIMS_DIR}", frozenset(known))
-        request = JobRequest(
-            name=job_name(root, step_key),
-            options=options,
-            claim=claim,
-            folder=folder,
-            files=files,
-            script=SCRIPT_FILE,
-            # Created before the job exists: a login node whose shared filesystem caches lookups
-            # (NFS, negative entries for up to acdirmax) never caches them as missing.
-            empty=(JOURNAL_FILE, "stdout", "stderr"),
-        )
-        self._launched.append(_Launched(step_handler_context, step_key, request))
+        self._launched.append(_Launched(step_handler_context, step_key, frozenset(known)))
         yield from ()
 
     @property
@@ -239,71 +237,161 @@ class SlurmStepHandler(StepHandler):
         at its next health check, with the reason; the others go on.
         """
         launched, self._launched = self._launched, []
-        submitted: list[tuple[_Launched, SubmittedJob]] = []
+        submitted: list[tuple[_Launched, TrackedStep]] = []
         try:
             self._submit(launched, submitted)
         finally:
             # Reported last: a report writes to the instance, which can fail, and every job
             # that exists is tracked first.
-            for step, job in submitted:
-                message, metadata = job_report.submission(job, step.request.options, step.request.folder)
+            for step, tracked in submitted:
+                pack_size = sum(1 for _, other in submitted if other.job == tracked.job) if tracked.packed else 1
+                message, metadata = job_report.submission(tracked.job, tracked.options, tracked.folder, pack_size)
                 DagsterEvent.step_worker_starting(
                     step.context.get_step_context(step.step_key), message, metadata=metadata
                 )
 
-    def _submit(self, launched: list["_Launched"], submitted: list[tuple["_Launched", SubmittedJob]]) -> None:
-        """Submit ``launched``, tracking each job as soon as it is known and adding it to
+    def _submit(self, launched: list["_Launched"], submitted: list[tuple["_Launched", TrackedStep]]) -> None:
+        """Submit ``launched``, tracking each job as soon as it is known and adding its steps to
         ``submitted``; steps that cannot be submitted go to ``_unsubmittable``."""
         last_error: dict[str, SlurmError] = {}
         for _ in range(_SUBMIT_ATTEMPTS):
             if not launched:
                 return
-            outcomes = list(zip(launched, self._client.submit_all([s.request for s in launched]), strict=True))
-            self._track([(step, job) for step, job in outcomes if isinstance(job, SubmittedJob)], submitted)
-            last_error.update((step.step_key, o) for step, o in outcomes if isinstance(o, SlurmError))
+            jobs = self._jobs(launched)
+            outcomes = list(zip(jobs, self._client.submit_all([j.request for j in jobs]), strict=True))
+            for job, outcome in outcomes:
+                if isinstance(outcome, SubmittedJob):
+                    self._track(job, outcome, submitted)
             again: list[_Launched] = []
-            for step, outcome in outcomes:
+            for job, outcome in outcomes:
+                if not isinstance(outcome, SlurmError):
+                    continue
+                last_error.update((step.step_key, outcome) for step in job.steps)
                 if isinstance(outcome, AlreadySubmitted):
-                    # Another worker submitted this step since the look-up: that job is the
-                    # step's, unless it has already ended without an outcome to take.
-                    if not self.adoption.after_lost_race(step.context, step.step_key):
-                        again.append(step.knowing(outcome.job_id))
-                elif isinstance(outcome, SlurmError) and not isinstance(outcome, SubmissionUncertain):
-                    self._unsubmittable[step.step_key] = str(outcome)
-            uncertain = [step for step, outcome in outcomes if isinstance(outcome, SubmissionUncertain)]
+                    # Another worker submitted one of these steps since the look-up: that job
+                    # is the step's, unless it has already ended without an outcome to take.
+                    again += [
+                        step.knowing(outcome.job_id)
+                        for step in job.steps
+                        if not self.adoption.after_lost_race(step.context, step.step_key)
+                    ]
+                elif not isinstance(outcome, SubmissionUncertain):
+                    self._unsubmittable.update((step.step_key, str(outcome)) for step in job.steps)
+            uncertain = [job for job, outcome in outcomes if isinstance(outcome, SubmissionUncertain)]
             found = self._find_uncertain_submissions(uncertain)
-            self._track([(step, found[step.step_key]) for step in uncertain if step.step_key in found], submitted)
-            # The others' sbatch never got through; submitting again under the claim cannot
-            # make a twin of a job the claim recorded.
-            again += [step for step in uncertain if step.step_key not in found]
+            for job in uncertain:
+                if job.request.name in found:
+                    self._track(job, found[job.request.name], submitted)
+                else:
+                    # Its sbatch never got through; submitting again under the claim cannot
+                    # make a twin of a job the claim recorded.
+                    again += job.steps
             launched = again
         for step in launched:
             self._unsubmittable[step.step_key] = (
-                f"could not submit Slurm job {step.request.name!r} in {_SUBMIT_ATTEMPTS} attempts; the last "
-                f"attempt: {last_error.get(step.step_key, 'another submitter held the job name')}"
+                f"could not submit Slurm job {job_name(root_run_id(step.context.dagster_run), step.step_key)!r} "
+                f"in {_SUBMIT_ATTEMPTS} attempts; the last attempt: "
+                f"{last_error.get(step.step_key, 'another submitter held the job name')}"
             )
 
     def _track(
-        self, jobs: Sequence[tuple["_Launched", SubmittedJob]], submitted: list[tuple["_Launched", SubmittedJob]]
+        self, job: "_Job", submitted_job: SubmittedJob, submitted: list[tuple["_Launched", TrackedStep]]
     ) -> None:
-        for step, job in jobs:
-            request = step.request
-            self.relay.track(
-                TrackedStep(step_key=step.step_key, job=job, folder=request.folder, options=request.options)
+        for step in job.steps:
+            tracked = TrackedStep(
+                step_key=step.step_key,
+                job=submitted_job,
+                folder=job.folders[step.step_key],
+                options=dict(job.step_options),
+                packed=job.request.folder != job.folders[step.step_key],
             )
-        submitted.extend(jobs)
+            self.relay.track(tracked)
+            submitted.append((step, tracked))
 
-    def _step_files(
-        self, step_handler_context: StepHandlerContext, step_key: str, folder: str, attempt: int
-    ) -> dict[str, bytes]:
-        """The files of the step's folder on the cluster, the batch script among them."""
-        run = step_handler_context.dagster_run
-        instance = step_handler_context.instance
+    def _jobs(self, launched: Sequence["_Launched"]) -> list["_Job"]:
+        """The jobs that run ``launched``: a pack for each group of packable steps that share
+        sbatch options, a job of its own for every other step."""
+        groups: dict[str, list[tuple[_Launched, dict[str, OptionValue]]]] = {}
+        jobs = []
+        for step in launched:
+            tags = step.context.step_tags[step.step_key]
+            options = self._sbatch_options.for_step(step.step_key, tags)
+            # A GPU is not shared out among a pack's steps: each such step gets its own job.
+            if self._pack is None or not packable(step.step_key, tags) or options.get("gpus"):
+                jobs.append(self._job_of_its_own(step, options))
+            else:
+                groups.setdefault(json.dumps(options, sort_keys=True), []).append((step, options))
+        assert self._pack is not None or not groups
+        for group in groups.values():
+            for i in range(0, len(group), self._pack.max_steps):
+                chunk = group[i : i + self._pack.max_steps]
+                jobs.append(self._job_of_its_own(*chunk[0]) if len(chunk) == 1 else self._packed_job(chunk))
+        return jobs
+
+    def _job_of_its_own(self, step: "_Launched", options: dict[str, OptionValue]) -> "_Job":
+        run = step.context.dagster_run
+        root = root_run_id(run)
+        attempt = _attempt(step)
+        folder = step_folder(self._remote_base_dir, root, run.run_id, step.step_key, attempt, uuid.uuid4().hex[:8])
+        files = {**self._step_files(step, folder, attempt), **self._script_files(run, folder, packed=False)}
+        request = JobRequest(
+            name=job_name(root, step.step_key),
+            options=_with_folder(options, folder),
+            claim=Claim(claims_folder(self._remote_base_dir, root), step.known),
+            folder=folder,
+            files=files,
+            script=SCRIPT_FILE,
+            empty=_STEP_OUTPUTS,
+        )
+        return _Job([step], request, {step.step_key: folder}, request.options)
+
+    def _packed_job(self, group: Sequence[tuple["_Launched", dict[str, OptionValue]]]) -> "_Job":
+        """One allocation for steps that share ``options``: each step gets its cpus_per_task and
+        mem, ``pack.cpus`` of them at once; the packed worker runs them (see packed_worker)."""
+        assert self._pack is not None
+        steps = [step for step, _ in group]
+        step_options = group[0][1]
+        options = dict(step_options)
+        run = steps[0].context.dagster_run
+        root = root_run_id(run)
+        pack = pack_folder(self._remote_base_dir, root, run.run_id, uuid.uuid4().hex[:8])
+        step_cpus = int(options.get("cpus-per-task") or 1)
+        slots = max(1, self._pack.cpus // step_cpus)
+        memory = memory_bytes(options.get("mem"))
+        options["cpus-per-task"] = max(self._pack.cpus, step_cpus)
+        if memory is not None:
+            options["mem"] = f"{memory * slots // 2**20}M"
+        if self._pack.time is not None:
+            options["time"] = self._pack.time
+        folders = {step.step_key: packed_step_folder(pack, step.step_key, _attempt(step)) for step in steps}
+        files = dict(self._script_files(run, pack, packed=True))
+        for step in steps:
+            name = folders[step.step_key].rsplit("/", 1)[-1]
+            for file, data in self._step_files(step, folders[step.step_key], _attempt(step)).items():
+                files[f"{name}/{file}"] = data
+        spec = {"steps": [f.rsplit("/", 1)[-1] for f in folders.values()], "slots": slots, "memory_per_step": memory}
+        files[SPEC_FILE] = json.dumps(spec).encode()
+        members = [PackMember(job_name(root, s.step_key), s.known, folders[s.step_key]) for s in steps]
+        request = JobRequest(
+            name=pack_job_name(root, pack),
+            options=_with_folder(options, pack),
+            claim=Claim(claims_folder(self._remote_base_dir, root), frozenset(), members),
+            folder=pack,
+            files=files,
+            script=SCRIPT_FILE,
+            empty=[f"{f.rsplit('/', 1)[-1]}/{name}" for f in folders.values() for name in _STEP_OUTPUTS],
+        )
+        return _Job(steps, request, folders, step_options)
+
+    def _step_files(self, step: "_Launched", folder: str, attempt: int) -> dict[str, bytes]:
+        """The step's own files: its payload and what identifies it."""
+        run = step.context.dagster_run
+        instance = step.context.instance
         history = collect_asset_history(
-            StepView(self._job_def, step_handler_context.get_step_context(step_key).step, run, instance), instance
+            StepView(self._job_def, step.context.get_step_context(step.step_key).step, run, instance), instance
         )
         payload = _payload(
-            step_handler_context,
+            step.context,
             self._remote_base_dir,
             self._dynamic_partitions,
             self.relay.steps.values(),
@@ -314,12 +402,16 @@ class SlurmStepHandler(StepHandler):
         )
         root = root_run_id(run)
         meta = {
-            "step_key": step_key,
+            "step_key": step.step_key,
             "run_id": run.run_id,
             "root_run_id": root,
-            "job_name": job_name(root, step_key),
+            "job_name": job_name(root, step.step_key),
             "attempt": attempt,
         }
+        return {PAYLOAD_FILE: payload.to_json().encode(), META_FILE: json.dumps(meta).encode()}
+
+    def _script_files(self, run: DagsterRun, folder: str, packed: bool) -> dict[str, bytes]:
+        """The batch script of the job whose folder is ``folder``, and the environment it reads."""
         env = dict(self._env)
         python = self._python
         origin = run.job_code_origin
@@ -329,14 +421,9 @@ class SlurmStepHandler(StepHandler):
             working_directory = self._shipment.working_directory(origin)
             env = self._shipment.step_environment(env)
         script = render_script(
-            setup=self._setup, working_directory=working_directory, python=python, step_folder=folder
+            setup=self._setup, working_directory=working_directory, python=python, step_folder=folder, packed=packed
         )
-        return {
-            PAYLOAD_FILE: payload.to_json().encode(),
-            META_FILE: json.dumps(meta).encode(),
-            ENV_FILE: render_env_file(env).encode(),
-            SCRIPT_FILE: script.encode(),
-        }
+        return {ENV_FILE: render_env_file(env).encode(), SCRIPT_FILE: script.encode()}
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         step_key = _single_step_key(step_handler_context)
@@ -349,6 +436,8 @@ class SlurmStepHandler(StepHandler):
             if not self.adoption.at_health_check(step_handler_context, step_key):
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
             step = self.relay.steps[step_key]
+            if step.packed and step.journal_ended and step.end_cause is not None:
+                return self._packed_step_ended(step_handler_context, step)
             if step.outcome is None and step.drained:
                 return CheckStepHealthResult.unhealthy(
                     explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
@@ -356,6 +445,8 @@ class SlurmStepHandler(StepHandler):
             return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
+        if step.packed and step.journal_ended and step.end_cause is not None:
+            return self._packed_step_ended(step_handler_context, step)
         if step.drained:
             if _terminated(step_handler_context.instance, step_handler_context.dagster_run):
                 # The launcher cancels a terminated run's jobs before this worker hears of it
@@ -375,6 +466,25 @@ class SlurmStepHandler(StepHandler):
             )
         return CheckStepHealthResult.healthy()
 
+    def _packed_step_ended(self, context: StepHandlerContext, step: TrackedStep) -> CheckStepHealthResult:
+        """A packed step ended without its outcome, or its pack ended before starting it; the
+        pack may still run its other steps."""
+        if step.end_cause != UNSTARTED:
+            return CheckStepHealthResult.unhealthy(explain_packed_end(step, self._client.transport))
+        if self._cancelled or _terminated(context.instance, context.dagster_run):
+            return CheckStepHealthResult.healthy()  # the user's termination stopped the pack
+        # Never started, and the pack's worker has stopped starting steps: submitted again,
+        # under a claim that knows the pack (the step's last job).
+        del self.relay.steps[step.step_key]
+        context.instance.report_engine_event(
+            f"Slurm job {step.job.job_id} ended before it started step {step.step_key}; the step is submitted again.",
+            context.dagster_run,
+            EngineEventData(metadata={SLURM_JOB_ID: MetadataValue.text(step.job.job_id)}),
+            step_key=step.step_key,
+        )
+        self._launched.append(_Launched(context, step.step_key, frozenset({step.job.job_id})))
+        return CheckStepHealthResult.healthy()
+
     def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         # The executor terminates running steps one call each; one scancel covers all of them.
         self.stop_jobs(step_handler_context.instance, step_handler_context.dagster_run)
@@ -386,7 +496,8 @@ class SlurmStepHandler(StepHandler):
         if self._cancelled or self._relay is None:
             return
         self._cancelled = True
-        jobs = [s.job.job_id for s in self._relay.steps.values() if not s.drained]
+        # A pack's id once, however many of its steps are in flight.
+        jobs = list(dict.fromkeys(s.job.job_id for s in self._relay.steps.values() if not s.drained))
         if not _terminated(instance, dagster_run):
             # SIGTERM to the run worker (a deploy, a restart, a closed laptop) or an error in it
             # is not the user's termination: the steps' jobs go on, for a resumed or retried run.
@@ -401,24 +512,25 @@ class SlurmStepHandler(StepHandler):
             self._client.cancel(jobs)
             report_cancelled(instance, dagster_run, jobs)
 
-    def _find_uncertain_submissions(self, steps: Sequence["_Launched"]) -> dict[str, SubmittedJob]:
-        """The jobs that submissions whose answer was lost created, by step key, where they
+    def _find_uncertain_submissions(self, jobs: Sequence["_Job"]) -> dict[str, SubmittedJob]:
+        """The jobs that submissions whose answer was lost created, by job name, where they
         exist: found by name and folder (which no other submission uses), in one look-up."""
-        if not steps:
+        if not jobs:
             return {}
-        run = steps[0].context.dagster_run
-        root = root_run_id(run)
-        since = created(steps[0].context.instance, root)
-        by_name = self._client.find_by_name([step.request.name for step in steps], since)
+        context = jobs[0].steps[0].context
+        since = created(context.instance, root_run_id(context.dagster_run))
+        by_name = self._client.find_by_name([job.request.name for job in jobs], since)
         found = {}
-        for step in steps:
-            jobs = [j for j in by_name.get(step.request.name, []) if j.work_dir == step.request.folder]
-            if jobs:
-                found[step.step_key] = SubmittedJob(jobs[0].job_id, jobs[0].name, jobs[0].submit_time or since)
+        for job in jobs:
+            matches = [j for j in by_name.get(job.request.name, []) if j.work_dir == job.request.folder]
+            if matches:
+                found[job.request.name] = SubmittedJob(
+                    matches[0].job_id, matches[0].name, matches[0].submit_time or since
+                )
         log.warning(
             "submissions uncertain; looked the jobs up by name",
-            steps=[step.step_key for step in steps],
-            found={key: job.job_id for key, job in found.items()},
+            jobs=[job.request.name for job in jobs],
+            found={name: job.job_id for name, job in found.items()},
         )
         return found
 
@@ -435,16 +547,41 @@ class SlurmStepHandler(StepHandler):
 
 @dataclass(frozen=True)
 class _Launched:
-    """A step launched and not yet submitted."""
+    """A step launched and not yet submitted, and its jobs a submission must not duplicate."""
 
     context: StepHandlerContext
     step_key: str
-    request: JobRequest
+    known: frozenset[str]
 
     def knowing(self, job_id: str) -> "_Launched":
         """This step, to be submitted again under a claim that also knows ``job_id``."""
-        claim = Claim(self.request.claim.directory, self.request.claim.known | {job_id})
-        return _Launched(self.context, self.step_key, dataclasses.replace(self.request, claim=claim))
+        return _Launched(self.context, self.step_key, self.known | {job_id})
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A job to submit for ``steps``: one step's own, or a pack; each step's folder by key."""
+
+    steps: list[_Launched]
+    request: JobRequest
+    folders: dict[str, str]
+    step_options: Mapping[str, OptionValue]
+    """What each step requested (a pack's allocation is larger)."""
+
+
+# A step's output files, created before its job exists: a login node whose shared filesystem
+# caches lookups (NFS, negative entries for up to acdirmax) never caches them as missing.
+_STEP_OUTPUTS = (JOURNAL_FILE, "stdout", "stderr")
+
+
+def _attempt(step: _Launched) -> int:
+    known_state = step.context.execute_step_args.known_state
+    return known_state.get_retry_state().get_attempt_count(step.step_key) if known_state else 0
+
+
+def _with_folder(options: Mapping[str, OptionValue], folder: str) -> dict[str, OptionValue]:
+    # The executor's own options go last: sbatch takes the last of repeated options.
+    return {**options, "output": f"{folder}/stdout", "error": f"{folder}/stderr", "chdir": folder, **NO_EXPORT}
 
 
 def _single_step_key(step_handler_context: StepHandlerContext) -> str:

@@ -88,20 +88,47 @@ class AlreadySubmitted(SlurmError):
 
 
 @dataclass(frozen=True)
+class PackMember:
+    """A step that a pack (one job running many steps) runs: the pack claims its name."""
+
+    name: str
+    """The step's job name (see naming.job_name), claimed for the pack."""
+    known: frozenset[str]
+    """The step's jobs the submitter saw when it decided to submit."""
+    folder: str
+    """The step's folder, recorded with the pack's id under its name."""
+
+
+@dataclass(frozen=True)
 class Claim:
     """Makes look-up-then-submit atomic among submitters sharing ``directory``.
 
     ``directory/<name>`` holds the id of the last job submitted under ``name``, written under an
     exclusive lock together with the submission. A submission goes ahead only if that id is one
-    of ``known`` (the jobs the caller saw when it decided to submit) or there is none.
+    of ``known`` (the jobs the caller saw when it decided to submit) or there is none. A pack
+    claims its ``members``' names instead of its own, all or none, and records each member's
+    folder after the pack's id.
     """
 
     directory: str
     known: frozenset[str]
+    members: Sequence[PackMember] = ()
+
+    def fields(self, name: str) -> list[str]:
+        """The claim program's arguments before the sbatch command line, for job ``name``."""
+        if not self.members:
+            return [self.directory, "1", name, " ".join(sorted(self.known)), ""]
+        # Sorted: two packs that share names take their locks in one order, never deadlocking.
+        members = sorted(self.members, key=lambda m: m.name)
+        return [
+            self.directory,
+            str(len(members)),
+            *(f for m in members for f in (m.name, " ".join(sorted(m.known)), m.folder)),
+        ]
 
     def wrap(self, name: str, sbatch: list[str]) -> str:
         """The command that runs ``sbatch`` (an argv) under the claim."""
-        return command("claim", self.directory, name, " ".join(sorted(self.known)), *sbatch)
+        return command("claim", *self.fields(name), *sbatch)
 
 
 @dataclass(frozen=True)
@@ -142,11 +169,11 @@ def _fields(request: JobRequest) -> bytes:
     """``request`` as the submit_jobs program reads it after the archive: NUL-terminated fields."""
     # The client's own options go last: sbatch takes the last of repeated options.
     argv = ["sbatch", *sbatch_arguments(request.options), "--parsable", f"--job-name={request.name}"]
+    [claims, *claim] = request.claim.fields(request.name)
     fields = [
         request.folder,
-        request.claim.directory,
-        request.name,
-        " ".join(sorted(request.claim.known)),
+        claims,
+        *claim,
         str(len(request.empty)),
         *request.empty,
         request.script,

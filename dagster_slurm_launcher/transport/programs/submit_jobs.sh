@@ -4,7 +4,8 @@
 # ("0/job.sh", "1/job.sh", ...); $3 a folder on the jobs' filesystem to unpack it in; then
 # the messages that mean sbatch never reached the controller (the rest would not either).
 # stdin, after the archive, per job: NUL-terminated fields - the job's folder, the claims
-# folder, the job name, the ids the submitter knows (space-separated), the number of files to
+# folder, the number of names the job claims and for each claim.sh's three fields (the name,
+# the ids the submitter knows, the record's addition), the number of files to
 # create empty if missing (appended to, never truncated: a job that was submitted after all
 # may write them), their names, the name of the file that is the batch script, the number of
 # sbatch arguments, the arguments.
@@ -26,8 +27,10 @@ TZ=UTC date +%Y-%m-%dT%H:%M:%S || exit 1
 field() { IFS= read -r -d '' "$1"; }
 n=0
 while field folder; do
-    field claims && field name && field known && field nempty && [[ $nempty =~ ^[0-9]+$ ]] || exit 1
-    empty=() args=()
+    field claims && field nclaims && [[ $nclaims =~ ^[0-9]+$ ]] || exit 1
+    members=() empty=() args=()
+    for ((i = 0; i < 3 * nclaims; i++)); do field f || exit 1; members+=("$f"); done
+    field nempty && [[ $nempty =~ ^[0-9]+$ ]] || exit 1
     for ((i = 0; i < nempty; i++)); do field f || exit 1; empty+=("$f"); done
     field script && field nargs && [[ $nargs =~ ^[0-9]+$ ]] || exit 1
     for ((i = 0; i < nargs; i++)); do field a || exit 1; args+=("$a"); done
@@ -46,7 +49,7 @@ while field folder; do
         continue
     fi
     # stderr first: a script that cannot be opened says so there too.
-    out=$(set -- "$claims" "$name" "$known" "${args[@]}"; eval "$claim" 2>"$stage/stderr" <"$folder/$script")
+    out=$(set -- "$claims" "$nclaims" "${members[@]}" "${args[@]}"; eval "$claim" 2>"$stage/stderr" <"$folder/$script")
     rc=$?
     if [ "$rc" -ne 0 ]; then
         err=$(tr '\n' ' ' <"$stage/stderr")
