@@ -10,8 +10,11 @@ that warm state (as Dagster's forkserver does). A child is the one-step worker
 A step that ends without recording its outcome (a crash, a signal, more memory than its share)
 gets an ``END`` line naming why, so the executor fails that step alone, at once. On SIGTERM or
 SIGUSR1 (the time limit, ``scancel``, ``--signal=B:USR1@...``) no step starts any more, and each
-step not started gets ``END - - unstarted``: the executor submits it again. A step whose
-journal is not empty is never started (a pack that Slurm requeues does not run a step twice).
+step not started gets ``END - - unstarted``: the executor submits it again (so does a step
+stopped before it journaled anything, and every step not started when this worker fails). A
+pack whose worker is killed outright leaves its unstarted steps' journals empty: the executor
+submits those again once the pack has ended (packs are never requeued). A step whose journal is
+not empty is never started here.
 """
 
 import contextlib
@@ -24,7 +27,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome, parse_records
 
 SPEC_FILE = "pack.json"
 UNSTARTED = "unstarted"
@@ -54,26 +57,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory = spec.get("memory_per_step")
     # Signals are taken one at a time in the loop below, never in the middle of starting a step.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *_STOP_SIGNALS})
-    _warm(steps)
     pending = [step for step in steps if _untouched(step)]
     running: dict[int, _Child] = {}
-    stopping = False
-    while pending or running:
-        while pending and not stopping and len(running) < slots:
-            step = pending.pop(0)
-            running[_start(step)] = _Child(step)
-        if stopping and pending:
-            for step in pending:
+    try:
+        _warm(steps)
+        stopping = False
+        while pending or running:
+            # A stop that came in while steps ran or the code loaded: no step starts after it.
+            stopping = _stop_received(0) or stopping
+            while pending and not stopping and len(running) < slots:
+                step = pending.pop(0)
+                running[_start(step)] = _Child(step)
+                stopping = _stop_received(0)
+            if stopping and pending:
+                for step in pending:
+                    _end(step, UNSTARTED)
+                pending = []
+            stopping = _stop_received(WATCH_INTERVAL) or stopping
+            _reap(running, stopping)
+            if memory:
+                _watch_memory(running, int(memory))
+    finally:
+        # This worker failed: the steps it never started are the executor's to submit again.
+        for step in pending:
+            with contextlib.suppress(OSError):
                 _end(step, UNSTARTED)
-            pending = []
-        received = signal.sigtimedwait({signal.SIGCHLD, *_STOP_SIGNALS}, WATCH_INTERVAL)
-        if received is not None and received.si_signo in _STOP_SIGNALS:
-            print(f"received {signal.Signals(received.si_signo).name}: starting no more steps", file=sys.stderr)
-            stopping = True
-        _reap(running)
-        if memory:
-            _watch_memory(running, int(memory))
     return 0
+
+
+def _stop_received(timeout: float) -> bool:
+    """Wait up to ``timeout`` for a signal; whether it was one that stops the pack."""
+    received = signal.sigtimedwait({signal.SIGCHLD, *_STOP_SIGNALS}, timeout)
+    if received is not None and received.si_signo in _STOP_SIGNALS:
+        print(f"received {signal.Signals(received.si_signo).name}: starting no more steps", file=sys.stderr)
+        return True
+    return False
 
 
 def _warm(steps: list[str]) -> None:
@@ -124,7 +142,7 @@ def _start(step: str) -> int:
         os._exit(code)
 
 
-def _reap(running: dict[int, _Child]) -> None:
+def _reap(running: dict[int, _Child], stopping: bool) -> None:
     while running:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -141,8 +159,21 @@ def _reap(running: dict[int, _Child]) -> None:
             cause = f"signal={os.WTERMSIG(status)}"
         else:
             cause = f"exit={os.waitstatus_to_exitcode(status)}"
-        if not holds_outcome(os.path.join(child.folder, JOURNAL_FILE)):
+        journal = os.path.join(child.folder, JOURNAL_FILE)
+        if stopping and not _records(journal):
+            # Stopped before its step journaled anything: no user code ran (STEP_START is the
+            # first record), so the step is as good as never started.
+            _end(child.folder, UNSTARTED)
+        elif not holds_outcome(journal):
             _end(child.folder, cause)
+
+
+def _records(journal: str) -> int:
+    try:
+        with open(journal, "rb") as f:
+            return len(parse_records(f.read(), final=True).records)
+    except FileNotFoundError:
+        return 0
 
 
 def _end(step: str, cause: str) -> None:

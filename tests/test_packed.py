@@ -108,6 +108,7 @@ def test_a_run_resumed_after_its_worker_died_adopts_the_pack_and_each_step_runs_
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
     assert "after_packed got 43" in [e.user_message for e in instance.all_logs(run.run_id)]
     for step in ["slow_packed", "quick_packed"]:
+        assert journal_of(run.run_id, step).count(b"STEP_START") == 1  # computed once, on the cluster
         assert step_count(instance, run.run_id, DagsterEventType.STEP_START, step) == 1
         assert step_count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, step) == 1
     # The pack and after_packed's own job: nothing submitted twice.
@@ -170,5 +171,28 @@ def test_steps_a_pack_stopped_before_starting_are_submitted_again_and_each_runs_
     ]
     assert any(f"Slurm job {pack['job_id']} ended before it started step" in (m or "") for m in engine)
     for i in range(3):
-        assert step_count(instance, run.run_id, DagsterEventType.STEP_START, f"sleeper_{i}") == 1
+        assert journal_of(run.run_id, f"sleeper_{i}").count(b"STEP_START") == 1
+        assert step_count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, f"sleeper_{i}") == 1
     assert len(packs_of_run(run.run_id, 2)) >= 2
+
+
+def test_a_pack_whose_worker_is_killed_outright_has_its_unstarted_steps_submitted_again(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    worker = lab.start_run_worker(instance, code_dir / "packed.py", "packed_in_turn_job")
+    try:
+        run = run_started(instance)
+        pack = wait_for_running_pack(run.run_id)
+        lab.wait_until(lambda: b"STEP_START" in journal_of(run.run_id, "sleeper_0"), timeout=60, what="started")
+        # The pack's worker dies without a word (an out-of-memory kill of the worker, say).
+        lab.run_as_cluster_user(["scancel", "--batch", "--signal=KILL", pack["job_id"]])
+        assert worker.wait(timeout=300) == 0
+    finally:
+        worker.kill()
+    engine = [m for events in events_of(instance, run.run_id, DagsterEventType.ENGINE_EVENT).values() for m in events]
+    resubmitted = {e.step_key for e in engine if "ended before it started step" in (e.message or "")}
+    assert resubmitted == {"sleeper_1", "sleeper_2"}
+    for step in ["sleeper_0", "sleeper_1", "sleeper_2"]:
+        assert journal_of(run.run_id, step).count(b"STEP_START") == 1
+    for step in ["sleeper_1", "sleeper_2"]:
+        assert step_count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, step) == 1

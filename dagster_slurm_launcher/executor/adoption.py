@@ -18,6 +18,7 @@ from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.executor.relay import Relay, TrackedStep
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
 from dagster_slurm_launcher.naming import claims_folder, is_packed_step_folder, job_name, lineage_folder, pack_job_name
+from dagster_slurm_launcher.packed_worker import UNSTARTED
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SUBMITTED_BY_RUN
 from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
@@ -39,6 +40,9 @@ class Adoption:
         # Steps a health check found no job to adopt for, with the jobs it looked at: the
         # executor launches them next, and need not look again.
         self._not_adoptable: dict[str, list[JobInfo]] = {}
+        # Ended jobs whose journals were waited on for the grace period: a pack's other steps
+        # need not wait again.
+        self._waited: set[str] = set()
 
     def at_health_check(self, context: StepHandlerContext, step_key: str) -> bool:
         """A resumed run asks about a step its dead worker had launched: adopt its job, taking
@@ -68,22 +72,23 @@ class Adoption:
         root = root_run_id(context.dagster_run)
         name = job_name(root, step_key)
         prefix = lineage_folder(self._remote_base_dir, root) + "/"
-        pack_id, member = self._claimed_by_pack(root, name)
+        member = self._packed_folder(root, name)
         pack = member.rsplit("/", 1)[0] if member else None
         names = [name] + ([pack_job_name(root, pack)] if pack else [])
         found = self._client.find_by_name(names, created(context.instance, root))
         jobs = [j for j in found.get(name, []) if j.work_dir and j.work_dir.startswith(prefix)]
         if pack:
-            # The claim holds the step's last job: the pack is the newest.
-            packs = [j for j in found.get(names[1], []) if j.job_id == pack_id and j.work_dir == pack]
+            # The claim holds the step's last submission: the pack (its name and folder say
+            # which, even where a submitter died before recording the pack's id) is the newest.
+            packs = [j for j in found.get(names[1], []) if j.work_dir == pack]
             jobs = [dataclasses.replace(j, work_dir=member) for j in packs] + jobs
         return jobs
 
-    def _claimed_by_pack(self, root: str, name: str) -> tuple[str | None, str | None]:
-        """The pack that the step's claim names as its last job, and the step's folder in it."""
+    def _packed_folder(self, root: str, name: str) -> str | None:
+        """The step's folder in a pack, if the step's claim names a pack as its last job."""
         [read] = read_files(self._client.transport, [FileSlice(f"{claims_folder(self._remote_base_dir, root)}/{name}")])
-        fields = (read.data or b"").decode("utf-8", "replace").split()
-        return (fields[0], fields[1]) if len(fields) == 2 else (None, None)
+        _, _, folder = (read.data or b"").decode("utf-8", "replace").rstrip("\n").partition(" ")
+        return folder or None
 
     def _adopt(self, context: StepHandlerContext, step_key: str, lineage: list[JobInfo], take_failures: bool) -> bool:
         """Take over the step's newest job if its outcome is still to be collected.
@@ -102,8 +107,14 @@ class Adoption:
         journal = self._journal(folder, newest)
         outcome = next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
         # A packed step ends before its pack; a resumed run takes its end (the health check
-        # says why, or submits a step the pack never started).
+        # says why). A step its pack never started (and never will) has no job to adopt.
         packed = is_packed_step_folder(folder)
+        unstarted = packed and (
+            (journal.ended and journal.end_cause == UNSTARTED)
+            or (newest.is_terminal and not journal.records and not journal.ended)
+        )
+        if unstarted:
+            return False
         if outcome is None and (newest.is_terminal or (packed and journal.ended)) and not (packed and take_failures):
             return False
         if outcome is not None and (
@@ -144,13 +155,15 @@ class Adoption:
         # squeue's record of a job that just ended has no end time: take it as recent.
         grace = self._relay.timing.journal_grace
         recently = job.end_time is None or (datetime.now(UTC) - job.end_time).total_seconds() < grace
-        deadline = time.monotonic() + (grace if recently else 0.0)
+        deadline = time.monotonic() + (grace if recently and job.job_id not in self._waited else 0.0)
         while True:
             [read] = read_files(self._client.transport, [FileSlice(f"{folder}/{JOURNAL_FILE}")])
             if not job.is_terminal:
                 return parse_records(read.data or b"")
             final = time.monotonic() >= deadline
             journal = parse_records(read.data or b"", final=final)
+            if final:
+                self._waited.add(job.job_id)
             if journal.ended or final:
                 return journal
             time.sleep(self._relay.timing.poll_interval)

@@ -239,6 +239,43 @@ def packable(step_key: str, tags: Mapping[str, str]) -> bool:
     return value == "true"
 
 
+# Steps that use more than their share of one node's CPUs and memory get a job of their own:
+# a GPU is not shared out among a pack's steps, and srun inside a step would take the pack's.
+_OWN_JOB_OPTIONS = re.compile(r"gpus.*|gres|ntasks.*|nodes|gpu.*")
+
+
+def needs_own_job(options: Mapping[str, OptionValue]) -> bool:
+    """Whether a step's sbatch options keep it out of packs (GPUs, tasks, nodes)."""
+    return any(_OWN_JOB_OPTIONS.fullmatch(key) and value not in (None, False) for key, value in options.items())
+
+
+def time_seconds(value: OptionValue) -> int | None:
+    """sbatch's ``--time`` in seconds (``30``, ``1:30:00``, ``2-12``, ...); ``None`` if unset."""
+    if value is None or value is False:
+        return None
+    match = _TIME.fullmatch(str(value).strip())
+    if not match:
+        raise SlurmConfigError(
+            f"sbatch option time is {value!r}; packed steps need a time such as 30, 1:30:00 or 2-00:00:00"
+        )
+    days, *fields = match.groups()
+    numbers = [int(f) for f in fields if f is not None]
+    if days is not None:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+    else:  # minutes, minutes:seconds or hours:minutes:seconds
+        hours, minutes, seconds = {1: (0, numbers[0], 0), 2: (0, *numbers), 3: tuple(numbers)}[len(numbers)]
+    return (((int(days or 0) * 24) + hours) * 60 + minutes) * 60 + seconds
+
+
+def format_time(seconds: int) -> str:
+    """``seconds`` as sbatch's ``days-hours:minutes:seconds``."""
+    minutes, secs = divmod(seconds, 60)
+    hours, mins = divmod(minutes, 60)
+    days, hrs = divmod(hours, 24)
+    return f"{days}-{hrs:02d}:{mins:02d}:{secs:02d}"
+
+
+_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _MEMORY = re.compile(r"(\d+)([KMGT]?)B?", re.IGNORECASE)
 
 

@@ -32,7 +32,16 @@ from dagster_slurm_launcher.dagster_internals import (
 )
 from dagster_slurm_launcher.executor import job_report
 from dagster_slurm_launcher.executor.adoption import Adoption, created
-from dagster_slurm_launcher.executor.config import NO_EXPORT, PackConfig, SbatchOptions, memory_bytes, packable
+from dagster_slurm_launcher.executor.config import (
+    NO_EXPORT,
+    PackConfig,
+    SbatchOptions,
+    format_time,
+    memory_bytes,
+    needs_own_job,
+    packable,
+    time_seconds,
+)
 from dagster_slurm_launcher.executor.failures import explain_missing_outcome, explain_packed_end
 from dagster_slurm_launcher.executor.lineage import root_run_id
 from dagster_slurm_launcher.executor.output_sources import Adoptions, earlier_adoptions, point_inputs_at_their_runs
@@ -150,11 +159,13 @@ class SlurmStepHandler(StepHandler):
         self._adoption = Adoption(self._client, self._relay, self._remote_base_dir, continues)
         self._plan_step_keys = [step.key for step in plan_context.execution_plan.steps]
         if self._pack is not None:
-            # A packed step's memory is its share of the pack's: it must be a size (checked
-            # before the first job is submitted).
+            # A packed step's memory and time size its pack's: they must be a size and a time
+            # (checked before the first job is submitted).
             for plan_step in plan_context.execution_plan.steps:
                 if packable(plan_step.key, plan_step.tags):
-                    memory_bytes(self._sbatch_options.for_step(plan_step.key, plan_step.tags).get("mem"))
+                    options = self._sbatch_options.for_step(plan_step.key, plan_step.tags)
+                    memory_bytes(options.get("mem"))
+                    time_seconds(options.get("time"))
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
         if self._ship is not None:
@@ -316,8 +327,7 @@ class SlurmStepHandler(StepHandler):
         for step in launched:
             tags = step.context.step_tags[step.step_key]
             options = self._sbatch_options.for_step(step.step_key, tags)
-            # A GPU is not shared out among a pack's steps: each such step gets its own job.
-            if self._pack is None or not packable(step.step_key, tags) or options.get("gpus"):
+            if self._pack is None or not packable(step.step_key, tags) or needs_own_job(options):
                 jobs.append(self._job_of_its_own(step, options))
             else:
                 groups.setdefault(json.dumps(options, sort_keys=True), []).append((step, options))
@@ -360,9 +370,17 @@ class SlurmStepHandler(StepHandler):
         memory = memory_bytes(options.get("mem"))
         options["cpus-per-task"] = max(self._pack.cpus, step_cpus)
         if memory is not None:
-            options["mem"] = f"{memory * slots // 2**20}M"
+            options["mem"] = f"{-(-memory * slots // 2**20)}M"
+        step_time = time_seconds(options.get("time"))
         if self._pack.time is not None:
             options["time"] = self._pack.time
+        elif step_time is not None:
+            # Its steps in turn, each given its own time.
+            options["time"] = format_time(step_time * -(-len(steps) // slots))
+        # A requeued pack would start nothing new (its steps' journals are not empty) while its
+        # unstarted steps are submitted again: it is never requeued.
+        options.pop("requeue", None)
+        options["no-requeue"] = True
         folders = {step.step_key: packed_step_folder(pack, step.step_key, _attempt(step)) for step in steps}
         files = dict(self._script_files(run, pack, packed=True))
         for step in steps:
@@ -438,6 +456,8 @@ class SlurmStepHandler(StepHandler):
             step = self.relay.steps[step_key]
             if step.packed and step.journal_ended and step.end_cause is not None:
                 return self._packed_step_ended(step_handler_context, step)
+            if step.packed and step.drained and step.journal_offset == 0:
+                return self._submit_again(step_handler_context, step)
             if step.outcome is None and step.drained:
                 return CheckStepHealthResult.unhealthy(
                     explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
@@ -447,6 +467,9 @@ class SlurmStepHandler(StepHandler):
             return CheckStepHealthResult.healthy()
         if step.packed and step.journal_ended and step.end_cause is not None:
             return self._packed_step_ended(step_handler_context, step)
+        if step.packed and step.drained and step.journal_offset == 0:
+            # The pack ended, killed outright, before starting the step: nothing of it ran.
+            return self._submit_again(step_handler_context, step)
         if step.drained:
             if _terminated(step_handler_context.instance, step_handler_context.dagster_run):
                 # The launcher cancels a terminated run's jobs before this worker hears of it
@@ -471,6 +494,11 @@ class SlurmStepHandler(StepHandler):
         pack may still run its other steps."""
         if step.end_cause != UNSTARTED:
             return CheckStepHealthResult.unhealthy(explain_packed_end(step, self._client.transport))
+        return self._submit_again(context, step)
+
+    def _submit_again(self, context: StepHandlerContext, step: TrackedStep) -> CheckStepHealthResult:
+        """Submit again a step its pack never started (and never will: it stopped starting steps,
+        or it has ended; packs are never requeued)."""
         if self._cancelled or _terminated(context.instance, context.dagster_run):
             return CheckStepHealthResult.healthy()  # the user's termination stopped the pack
         # Never started, and the pack's worker has stopped starting steps: submitted again,

@@ -18,6 +18,8 @@ PACKED = slurm_executor.configured(
         "mem": "600M",
         "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"],
         "pack": {"max_steps": 20, "cpus": 2},
+        # Run folders stay: the tests count each step's STEP_START in its journals there.
+        "debug_mode": True,
     },
     name="slurm_packed",
 )
@@ -28,6 +30,7 @@ ONE_AT_A_TIME = slurm_executor.configured(
         "time": "00:10:00",
         "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"],
         "pack": {"max_steps": 20, "cpus": 1},
+        "debug_mode": True,
     },
     name="slurm_packed_one_at_a_time",
 )
@@ -106,7 +109,7 @@ def packed_resumable_job():
 def _sleeper(name: str):
     @op(name=name)
     def sleeper() -> None:
-        time.sleep(SLOW_SECONDS)
+        time.sleep(10)
 
     return sleeper
 

@@ -3,7 +3,8 @@
 # packed step's folder; empty for a job of its own); then the sbatch command line. A job claims
 # its own name; a pack claims the names of the steps it runs. Prints "claimed <id>" if another
 # submitter's job is a name's last one (nothing is submitted), else sbatch's output, and then
-# records the new job's id under every name. The locks are directories: mkdir is atomic on
+# records the new job's id under every name. A pack records "pending <folder>" under each name
+# before sbatch: a submitter that dies in between leaves names that say where to look. The locks are directories: mkdir is atomic on
 # every shared filesystem, where flock may be local to one node (BeeGFS by default, Lustre
 # `localflock`); the submitter sorts the names, so two packs never wait on each other. A lock
 # older than 5 minutes by the filesystem's own clock (a submitter whose connection died) is
@@ -38,10 +39,13 @@ for ((i = 0; i < count; i++)); do
     if [ -f "$dir/${names[i]}" ]; then c=$(<"$dir/${names[i]}"); c=${c%% *}; fi
     case "${known[i]}" in *" $c "*) ;; *) if [ -n "$c" ]; then echo "claimed $c"; exit 0; fi ;; esac
 done
+record() {
+    for ((i = 0; i < count; i++)); do
+        new=$dir/${names[i]}.new
+        printf '%s\n' "$1${record[i]:+ ${record[i]}}" >"$new" && mv -f "$new" "$dir/${names[i]}" || return 1
+    done
+}
+[ -z "${record[0]}" ] || record pending || exit 1
 out=$("$@") || exit $?
-id=${out%%;*}
-for ((i = 0; i < count; i++)); do
-    new=$dir/${names[i]}.new
-    printf '%s\n' "$id${record[i]:+ ${record[i]}}" >"$new" && mv -f "$new" "$dir/${names[i]}" || exit 1
-done
+record "${out%%;*}" || exit 1
 echo "$out"
