@@ -34,7 +34,7 @@ ONE_AT_A_TIME = slurm_executor.configured(
     },
     name="slurm_packed_one_at_a_time",
 )
-SLOW_SECONDS = 20
+SLOW_SECONDS = 12
 IO = {"io_manager": FilesystemIOManager(base_dir=f"{SHARED}/io")}
 
 
@@ -109,7 +109,7 @@ def packed_resumable_job():
 def _sleeper(name: str):
     @op(name=name)
     def sleeper() -> None:
-        time.sleep(10)
+        time.sleep(6)
 
     return sleeper
 
