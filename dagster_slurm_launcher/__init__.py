@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dagster_slurm_launcher.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from dagster_slurm_launcher.executor import SBATCH_TAG, SlurmConfigError, slurm_executor
+    from dagster_slurm_launcher.executor import PACK_TAG, SBATCH_TAG, SlurmConfigError, slurm_executor
     from dagster_slurm_launcher.launcher import SlurmRunLauncher
     from dagster_slurm_launcher.settings import SettingsError, SlurmSettings, load_settings
     from dagster_slurm_launcher.unavailable import HISTORY_TAG, UnavailableOnComputeNode
@@ -19,6 +19,7 @@ _exports = lazy_exports(
     __name__,
     {
         "HISTORY_TAG": "dagster_slurm_launcher.unavailable",
+        "PACK_TAG": "dagster_slurm_launcher.executor",
         "SBATCH_TAG": "dagster_slurm_launcher.executor",
         "SettingsError": "dagster_slurm_launcher.settings",
         "SlurmConfigError": "dagster_slurm_launcher.executor",
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "HISTORY_TAG",
+    "PACK_TAG",
     "SBATCH_TAG",
     "SettingsError",
     "SlurmConfigError",

@@ -6,7 +6,7 @@ the executor and step handler behind it are imported when first used.
 
 from typing import TYPE_CHECKING
 
-from dagster_slurm_launcher.executor.config import SBATCH_TAG, SlurmConfigError
+from dagster_slurm_launcher.executor.config import PACK_TAG, SBATCH_TAG, SlurmConfigError
 from dagster_slurm_launcher.executor.definition import slurm_executor
 from dagster_slurm_launcher.lazy import lazy_exports
 
@@ -23,4 +23,4 @@ __getattr__ = lazy_exports(
 )
 
 
-__all__ = ["SBATCH_TAG", "SlurmConfigError", "SlurmExecutor", "SlurmStepHandler", "slurm_executor"]
+__all__ = ["PACK_TAG", "SBATCH_TAG", "SlurmConfigError", "SlurmExecutor", "SlurmStepHandler", "slurm_executor"]

@@ -228,6 +228,13 @@ class PackConfig:
             raise SlurmConfigError(
                 f"pack.max_steps and pack.cpus must be at least 1; got {pack['max_steps']} and {pack['cpus']}"
             )
+        if pack.get("time") is not None:
+            try:
+                time_seconds(pack["time"])
+            except SlurmConfigError:
+                raise SlurmConfigError(
+                    f"pack.time is {pack['time']!r}; it must be a time such as 30, 1:30:00 or 2-00:00:00"
+                ) from None
         return PackConfig(pack["max_steps"], pack["cpus"], pack.get("time"))
 
 

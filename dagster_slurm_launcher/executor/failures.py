@@ -58,13 +58,19 @@ def explain_packed_end(step: TrackedStep, transport: Transport) -> str:
         kind, code = "signal", code - 128
     if kind == "signal":
         name = _signal_name(code)
+        fix = ""
         if code == signal.SIGTERM:
             cause = "was stopped by SIGTERM (the allocation's time limit, scancel or preemption)"
+            fix = (
+                " If it was the time limit: raise the executor's pack.time (or the steps' time) or lower "
+                "pack.max_steps; `signal: B:USR1@<seconds>` stops a pack starting steps in time."
+            )
         elif code == signal.SIGKILL:
             cause = "was killed by SIGKILL (the kernel's out-of-memory killer, or someone's kill -9)"
+            fix = " If it was memory: raise `mem` (processes the step starts are not watched by the pack)."
         else:
             cause = f"crashed with {name} (signal {code})"
-        summary = f"The step's process {cause} {where}."
+        summary = f"The step's process {cause} {where}.{fix}"
     else:
         summary = f"The step's process exited with status {code} without reporting the step's outcome {where}."
     stderr = _last_lines_of_stderr(step, transport)

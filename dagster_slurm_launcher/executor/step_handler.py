@@ -36,6 +36,7 @@ from dagster_slurm_launcher.executor.config import (
     NO_EXPORT,
     PackConfig,
     SbatchOptions,
+    SlurmConfigError,
     format_time,
     memory_bytes,
     needs_own_job,
@@ -137,6 +138,8 @@ class SlurmStepHandler(StepHandler):
         self._launched: list[_Launched] = []
         # Steps that could not be submitted, with why: they fail at their next health check.
         self._unsubmittable: dict[str, str] = {}
+        # How many packs in a row stopped before starting each step.
+        self._unstarted: dict[str, int] = {}
 
     @property
     def name(self) -> str:
@@ -164,8 +167,16 @@ class SlurmStepHandler(StepHandler):
             for plan_step in plan_context.execution_plan.steps:
                 if packable(plan_step.key, plan_step.tags):
                     options = self._sbatch_options.for_step(plan_step.key, plan_step.tags)
-                    memory_bytes(options.get("mem"))
-                    time_seconds(options.get("time"))
+                    try:
+                        memory_bytes(options.get("mem"))
+                        if self._pack.time is None:
+                            time_seconds(options.get("time"))
+                    except SlurmConfigError as exc:
+                        raise SlurmConfigError(
+                            f"step {plan_step.key!r} cannot be packed: {exc}. Change it in the executor config or "
+                            "the step's dagster-slurm/sbatch tag, set the executor's pack.time, or tag the step "
+                            "dagster-slurm/pack: 'false'; nothing was submitted"
+                        ) from None
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
         if self._ship is not None:
@@ -502,10 +513,18 @@ class SlurmStepHandler(StepHandler):
         if self._cancelled or _terminated(context.instance, context.dagster_run):
             return CheckStepHealthResult.healthy()  # the user's termination stopped the pack
         # Never started, and the pack's worker has stopped starting steps: submitted again,
-        # under a claim that knows the pack (the step's last job).
+        # under a claim that knows the pack (the step's last job); not forever.
         del self.relay.steps[step.step_key]
+        self._unstarted[step.step_key] = self._unstarted.get(step.step_key, 0) + 1
+        if self._unstarted[step.step_key] > _SUBMIT_ATTEMPTS:
+            return CheckStepHealthResult.unhealthy(
+                f"{_SUBMIT_ATTEMPTS + 1} packs in a row stopped before starting step {step.step_key} (the last: Slurm "
+                f"job {step.job.job_id}); see its stderr in its folder. Raise the executor's pack.time (or the "
+                "steps' time), lower pack.max_steps, or tag the step dagster-slurm/pack: 'false'."
+            )
         context.instance.report_engine_event(
-            f"Slurm job {step.job.job_id} ended before it started step {step.step_key}; the step is submitted again.",
+            f"Slurm job {step.job.job_id} stopped starting steps (its time limit, a signal, or it was killed) "
+            f"before step {step.step_key}; nothing of the step ran, and it is submitted again.",
             context.dagster_run,
             EngineEventData(metadata={SLURM_JOB_ID: MetadataValue.text(step.job.job_id)}),
             step_key=step.step_key,
