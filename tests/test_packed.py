@@ -74,6 +74,19 @@ def journal_of(run_id: str, step_key: str) -> bytes:
     return b"".join(Path(p).read_bytes() for p in glob.glob(f"{folders}/events.jsonl"))
 
 
+def test_a_step_whose_memory_cannot_size_a_pack_fails_the_run_before_anything_is_submitted(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    job = ReconstructableJob.for_file(str(code_dir / "packed.py"), "vague_memory_job")
+    result = execute_job(job, instance, raise_on_error=False)
+    assert not result.success
+    [failure] = events_of(instance, result.run_id, DagsterEventType.RUN_FAILURE)[None]
+    error = str(failure.event_specific_data.error)
+    assert "step 'vague_memory' cannot be packed: sbatch option mem is 'lots'" in error, error
+    assert "dagster-slurm/pack: 'false'" in error
+    assert lab.slurm_jobs_of_run(result.run_id) == []
+
+
 def run_started(instance: DagsterInstance):
     return lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
 

@@ -118,3 +118,13 @@ def _sleeper(name: str):
 def packed_in_turn_job():
     for i in range(3):
         _sleeper(f"sleeper_{i}")()
+
+
+@op(tags={"dagster-slurm/sbatch": {"mem": "lots"}})
+def vague_memory() -> None:
+    pass
+
+
+@job(executor_def=PACKED)
+def vague_memory_job():
+    vague_memory()
