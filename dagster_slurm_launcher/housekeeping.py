@@ -18,7 +18,7 @@ from dagster_slurm_launcher.dagster_internals import plan_step_keys
 from dagster_slurm_launcher.executor.adoption import created
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.naming import JOB_NAME_PREFIX, job_name, lineage_folder, root_of_job_name
-from dagster_slurm_launcher.run_events import SLURM_JOB_ID, metadata_values
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SLURM_JOB_NAME, metadata_values
 from dagster_slurm_launcher.slurm import JobInfo
 from dagster_slurm_launcher.transport import TransportError
 from dagster_slurm_launcher.transport.programs import command
@@ -65,11 +65,20 @@ def lineage_jobs(instance: DagsterInstance, cluster: Cluster, run_id: str) -> li
     # in the events, as the plan holds them unresolved.
     step_keys = {key for r in runs for key in plan_step_keys(instance, r)}
     step_keys |= {step_key for step_key, _, _ in submissions if step_key}
-    names = {job_name(root, key): key for key in step_keys}
+    names = {job_name(root, key): {key} for key in step_keys}
+    # Packs, by the names their steps' submissions recorded: a pack's job ran each of them.
+    starting = [DagsterEventType.STEP_WORKER_STARTING]
+    for r in runs:
+        for step_key, name in metadata_values(instance, r.run_id, starting, SLURM_JOB_NAME):
+            if step_key:
+                names.setdefault(name, set()).add(step_key)
     # As adoption looks a step's jobs up: from the root run's creation (find_by_name allows for skew).
     found = cluster.client.find_by_name(list(names), created(instance, root))
     jobs = [
-        LineageJob(names[name], submitted_by.get(info.job_id), info) for name, infos in found.items() for info in infos
+        LineageJob(key, submitted_by.get(info.job_id), info)
+        for name, infos in found.items()
+        for info in infos
+        for key in sorted(names[name])
     ]
     return sorted(jobs, key=lambda j: (j.info.submit_time or datetime.max.replace(tzinfo=UTC), int(j.info.job_id)))
 

@@ -16,6 +16,8 @@ SUBMITTED_BY_RUN = "Submitted by run"
 """Metadata key of the engine event that records an adoption: the run whose job was adopted."""
 SLURM_JOB_IDS = "Slurm job IDs"
 """Metadata key of the engine events that list a run's jobs (cancelled, or left running)."""
+SLURM_JOB_NAME = "Slurm job name"
+"""Metadata key of a submission: the name of the step's job (its own, or its pack's)."""
 # What release 0.1 named these keys: a run it started may be resumed or retried by this one.
 _EARLIER_NAMES = {SLURM_JOB_ID: "slurm_job_id", SUBMITTED_BY_RUN: "submitted_by_run"}
 

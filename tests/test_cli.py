@@ -98,6 +98,17 @@ def test_jobs_lists_the_mapped_steps_of_a_dynamic_output(code_dir: Path, instanc
     assert steps == sorted(["fan_out", "square[chunk_0]", "square[chunk_1]", "square[chunk_2]", "total", "check_total"])
 
 
+def test_jobs_lists_a_pack_once_for_each_step_it_ran(code_dir: Path, instance: DagsterInstance) -> None:
+    result = execute_job(ReconstructableJob.for_file(str(code_dir / "packed.py"), "packed_resumable_job"), instance)
+    assert result.success
+    listed = dagster_slurm("jobs", result.run_id, instance=instance)
+    assert listed.returncode == 0, listed.stderr
+    rows = [row.split() for row in listed.stdout.splitlines()[1:]]
+    assert sorted(row[-2] for row in rows) == ["after_packed", "quick_packed", "slow_packed"]
+    by_step = {row[-2]: row[0] for row in rows}
+    assert by_step["quick_packed"] == by_step["slow_packed"] != by_step["after_packed"]
+
+
 def test_jobs_of_an_unknown_run_is_an_error_that_names_it(instance: DagsterInstance) -> None:
     result = dagster_slurm("jobs", "no-such-run", instance=instance)
     assert result.returncode == 2 and "no run no-such-run" in result.stderr

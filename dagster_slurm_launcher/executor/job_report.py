@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from dagster import DagsterEventType, MetadataValue
 
-from dagster_slurm_launcher.run_events import SLURM_JOB_ID
+from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SLURM_JOB_NAME
 from dagster_slurm_launcher.slurm import JobInfo, JobState, SubmittedJob
 from dagster_slurm_launcher.slurm.client import OptionValue, sbatch_arguments
 
@@ -33,7 +33,7 @@ def submission(
     message = f"Submitted {what} {job.job_id} ({job.name}) with {' '.join(requested) or 'no sbatch options'}."
     metadata = {
         SLURM_JOB_ID: MetadataValue.text(job.job_id),
-        "Slurm job name": MetadataValue.text(job.name),
+        SLURM_JOB_NAME: MetadataValue.text(job.name),
         "Step folder": MetadataValue.path(folder),
         "sbatch options": MetadataValue.text(" ".join(requested)),
     }
