@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,6 +113,13 @@ def _warm(steps: list[str]) -> None:
     # third of a trivial step's CPU in a fork, paid once here instead.
     with contextlib.suppress(ImportError):
         import upath.core  # noqa: F401
+    if threading.active_count() > 1:
+        # A fork copies one thread: a lock another thread held stays taken in every step.
+        print(
+            f"loading the code location started {threading.active_count() - 1} thread(s); a step that needs "
+            "what they hold may hang: tag such steps dagster-slurm/pack: 'false'",
+            file=sys.stderr,
+        )
     # Objects of the warm state stay out of the children's collections: fewer pages copied.
     gc.freeze()
 
