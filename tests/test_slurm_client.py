@@ -32,9 +32,16 @@ def unique(prefix: str) -> str:
 def wait_finished(client: SlurmClient, jobs: list[SubmittedJob], timeout: float = 120) -> dict[str, JobInfo]:
     def finished() -> dict[str, JobInfo] | None:
         states = client.poll(jobs)
-        return states if all(info.is_terminal for info in states.values()) else None
+        return states if all(_ended(info) for info in states.values()) else None
 
     return lab.wait_until(finished, timeout, what="jobs finished")
+
+
+def _ended(info: JobInfo) -> bool:
+    # slurmdbd can show a completed job's line before its batch step's, which says how the
+    # script ended (a job cancelled while pending has no batch step).
+    batch_known = info.state != JobState.COMPLETED or info.source != "sacct" or info.batch_state is not None
+    return info.is_terminal and batch_known
 
 
 def test_a_finished_job_reports_its_accounting(client: SlurmClient, remote_dir: str) -> None:
