@@ -214,6 +214,15 @@ def job_of_step(root_run_id: str, step_key: str, states: set[str]) -> dict[str, 
     return jobs[-1] if jobs and jobs[-1]["state"].split()[0] in states else None
 
 
+def packed_journals(run_id: str, step_key: str) -> bytes:
+    """What the step's journals in the run's packs hold (read on the cluster's filesystem; the
+    packed test jobs keep their run folders)."""
+    import glob
+
+    folders = f"{settings().remote_base_dir}/runs/{run_id}/{run_id}/pack.*/{step_hash(step_key)}.*"
+    return b"".join(Path(p).read_bytes() for p in glob.glob(f"{folders}/events.jsonl"))
+
+
 def step_hash(step_key: str) -> str:
     from dagster_slurm_launcher.naming import step_hash as hash_of
 

@@ -52,6 +52,21 @@ def test_run_monitoring_resumes_a_run_whose_worker_died_and_the_step_runs_once(d
     assert "after_slow got 42" in [e.user_message for e in d.instance.all_logs(run_id)]
 
 
+def test_run_monitoring_resumes_a_run_of_packed_steps_whose_worker_got_sigterm_and_each_step_runs_once(deploy) -> None:
+    d = deploy(monitoring=True)
+    run_id = d.launch("packed_resumable_job")
+    lab.wait_until(lambda: PID_TAG in d.run(run_id).tags and d.worker_pid(run_id), 120, what="worker")
+    # slow_packed and quick_packed are ready together: the run's first job is their pack.
+    lab.wait_until(lambda: any(j["state"] == "RUNNING" for j in lab.slurm_jobs_of_run(run_id)), 180, what="pack")
+    os.kill(d.worker_pid(run_id), signal.SIGTERM)
+
+    assert d.wait_for_status(run_id, {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}) == DagsterRunStatus.SUCCESS
+    for step in ["slow_packed", "quick_packed"]:
+        assert lab.packed_journals(run_id, step).count(b"STEP_START") == 1
+    assert len(lab.settled_jobs_of_run(run_id, 2)) == 2  # the pack, and after_packed's own job
+    assert "after_packed got 43" in [e.user_message for e in d.instance.all_logs(run_id)]
+
+
 def test_a_run_whose_worker_host_vanished_is_resumed_here_once_its_heartbeat_stops(deploy) -> None:
     # A webserver on another machine launched the run, or the daemon's container was replaced:
     # the worker's host is not this one, and it died with its host.

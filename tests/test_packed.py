@@ -2,7 +2,6 @@
 options run in one Slurm allocation, each in a process forked from one that loaded Dagster and
 the code once; every step keeps its own outcome, failure cause, logs, resume and retry."""
 
-import glob
 import signal
 from pathlib import Path
 
@@ -68,12 +67,6 @@ def test_a_packed_steps_failure_crash_or_memory_fails_that_step_alone_naming_why
     assert b"fine_b" not in captured_stdout(instance, run_id, "fine_a")
 
 
-def journal_of(run_id: str, step_key: str) -> bytes:
-    """What the step's journals in the run's packs hold (read on the cluster's filesystem)."""
-    folders = f"{lab.settings().remote_base_dir}/runs/{run_id}/{run_id}/pack.*/{lab.step_hash(step_key)}.*"
-    return b"".join(Path(p).read_bytes() for p in glob.glob(f"{folders}/events.jsonl"))
-
-
 def test_a_step_whose_memory_cannot_size_a_pack_fails_the_run_before_anything_is_submitted(
     code_dir: Path, instance: DagsterInstance
 ) -> None:
@@ -121,7 +114,7 @@ def test_a_run_resumed_after_its_worker_died_adopts_the_pack_and_each_step_runs_
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
     assert "after_packed got 43" in [e.user_message for e in instance.all_logs(run.run_id)]
     for step in ["slow_packed", "quick_packed"]:
-        assert journal_of(run.run_id, step).count(b"STEP_START") == 1  # computed once, on the cluster
+        assert lab.packed_journals(run.run_id, step).count(b"STEP_START") == 1  # computed once, on the cluster
         assert step_count(instance, run.run_id, DagsterEventType.STEP_START, step) == 1
         assert step_count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, step) == 1
     # The pack and after_packed's own job: nothing submitted twice.
@@ -136,9 +129,8 @@ def test_a_retry_adopts_a_packs_finished_and_running_steps(code_dir: Path, insta
     [parent] = instance.get_runs()
     pack = wait_for_running_pack(parent.run_id)
     # quick_packed has finished (its journal holds its success); slow_packed still runs.
-    lab.wait_until(
-        lambda: b"STEP_SUCCESS" in journal_of(parent.run_id, "quick_packed"), timeout=60, what="quick_packed finished"
-    )
+    quick_done = lambda: b"STEP_SUCCESS" in lab.packed_journals(parent.run_id, "quick_packed")  # noqa: E731
+    lab.wait_until(quick_done, timeout=60, what="quick_packed finished")
     instance.report_run_failed(parent)
     retry = lab.start_run_worker(instance, code, "packed_resumable_job", reexecute_from_failure_of=parent.run_id)
     assert retry.wait(timeout=300) == 0
@@ -184,7 +176,7 @@ def test_steps_a_pack_stopped_before_starting_are_submitted_again_and_each_runs_
     ]
     assert any(f"Slurm job {pack['job_id']} stopped starting steps" in (m or "") for m in engine)
     for i in range(3):
-        assert journal_of(run.run_id, f"sleeper_{i}").count(b"STEP_START") == 1
+        assert lab.packed_journals(run.run_id, f"sleeper_{i}").count(b"STEP_START") == 1
         assert step_count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, f"sleeper_{i}") == 1
     assert len(packs_of_run(run.run_id, 2)) >= 2
 
@@ -196,7 +188,8 @@ def test_a_pack_whose_worker_is_killed_outright_has_its_unstarted_steps_submitte
     try:
         run = run_started(instance)
         pack = wait_for_running_pack(run.run_id)
-        lab.wait_until(lambda: b"STEP_START" in journal_of(run.run_id, "sleeper_0"), timeout=60, what="started")
+        started = lambda: b"STEP_START" in lab.packed_journals(run.run_id, "sleeper_0")  # noqa: E731
+        lab.wait_until(started, timeout=60, what="sleeper_0 started")
         # The pack's worker dies without a word (an out-of-memory kill of the worker, say).
         lab.run_as_cluster_user(["scancel", "--batch", "--signal=KILL", pack["job_id"]])
         assert worker.wait(timeout=300) == 0
@@ -206,6 +199,6 @@ def test_a_pack_whose_worker_is_killed_outright_has_its_unstarted_steps_submitte
     resubmitted = {e.step_key for e in engine if "nothing of the step ran" in (e.message or "")}
     assert resubmitted == {"sleeper_1", "sleeper_2"}
     for step in ["sleeper_0", "sleeper_1", "sleeper_2"]:
-        assert journal_of(run.run_id, step).count(b"STEP_START") == 1
+        assert lab.packed_journals(run.run_id, step).count(b"STEP_START") == 1
     for step in ["sleeper_1", "sleeper_2"]:
         assert step_count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, step) == 1

@@ -5,6 +5,7 @@ import time
 
 from dagster import Definitions, In, Nothing, Out, StaticPartitionsDefinition, asset, in_process_executor, job, op
 from ops import after_slow, slow_step
+from packed import packed_resumable_job
 
 # 12: with 4 runs at once, a daemon restarted after 3 finished finds runs in flight and runs queued.
 days = StaticPartitionsDefinition([f"day-{i:02d}" for i in range(12)])
@@ -68,4 +69,6 @@ def daily(context) -> str:
     return context.partition_key
 
 
-defs = Definitions(jobs=[resumable, long_running, opted_out, training, prepare_then_fail], assets=[daily])
+defs = Definitions(
+    jobs=[resumable, long_running, opted_out, training, prepare_then_fail, packed_resumable_job], assets=[daily]
+)
