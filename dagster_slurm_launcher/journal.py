@@ -184,12 +184,21 @@ def _parse_line(body: bytes) -> JournalRecord | None:
         return None
 
 
-def holds_outcome(path: str) -> bool:
-    """Whether the journal at ``path`` records the step's outcome (a requeued job must not run
-    the step again)."""
+def read_records(path: str) -> list[JournalRecord]:
+    """Every record of the journal at ``path`` (none if there is no such file)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        return False
-    return any(r.entry.dagster_event_type in OUTCOMES for r in parse_records(data, final=True).records)
+        return []
+    return parse_records(data, final=True).records
+
+
+def has_outcome(records: Iterable[JournalRecord]) -> bool:
+    return any(r.entry.dagster_event_type in OUTCOMES for r in records)
+
+
+def holds_outcome(path: str) -> bool:
+    """Whether the journal at ``path`` records the step's outcome (a requeued job must not run
+    the step again)."""
+    return has_outcome(read_records(path))

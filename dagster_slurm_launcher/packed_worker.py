@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, holds_outcome, parse_records
+from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, has_outcome, read_records
 
 SPEC_FILE = "pack.json"
 UNSTARTED = "unstarted"
@@ -171,21 +171,13 @@ def _reap(running: dict[int, _Child], stopping: bool) -> None:
             cause = f"signal={os.WTERMSIG(status)}"
         else:
             cause = f"exit={os.waitstatus_to_exitcode(status)}"
-        journal = os.path.join(child.folder, JOURNAL_FILE)
-        if stopping and not _records(journal):
+        records = read_records(os.path.join(child.folder, JOURNAL_FILE))
+        if stopping and not records:
             # Stopped before its step journaled anything: no user code ran (STEP_START is the
             # first record), so the step is as good as never started.
             _end(child.folder, UNSTARTED)
-        elif not holds_outcome(journal):
+        elif not has_outcome(records):
             _end(child.folder, cause)
-
-
-def _records(journal: str) -> int:
-    try:
-        with open(journal, "rb") as f:
-            return len(parse_records(f.read(), final=True).records)
-    except FileNotFoundError:
-        return 0
 
 
 def _end(step: str, cause: str) -> None:
