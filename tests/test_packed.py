@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, execute_job
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, execute_job
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.events import DagsterEventType
 
@@ -158,18 +158,30 @@ def test_terminating_a_run_cancels_its_pack_and_submits_nothing_more(code_dir: P
     assert pack["state"].startswith("CANCELLED")
 
 
-def test_steps_a_pack_stopped_before_starting_are_submitted_again_and_each_runs_once(
-    code_dir: Path, instance: DagsterInstance
-) -> None:
+def signal_the_pack_of_packed_in_turn_job(
+    code_dir: Path, instance: DagsterInstance, signal_name: str, once_started: str | None = None
+) -> tuple[DagsterRun, dict[str, str]]:
+    """Run packed_in_turn_job, send its running pack's worker ``signal_name`` (once
+    ``once_started`` has journaled its start), wait for the run worker to end; the run and pack."""
     worker = lab.start_run_worker(instance, code_dir / "packed.py", "packed_in_turn_job")
     try:
         run = run_started(instance)
         pack = wait_for_running_pack(run.run_id)
-        # What --signal=B:USR1@<seconds> does before the allocation's time limit.
-        lab.run_as_cluster_user(["scancel", "--batch", "--signal=USR1", pack["job_id"]])
+        if once_started:
+            started = lambda: b"STEP_START" in lab.packed_journals(run.run_id, once_started)  # noqa: E731
+            lab.wait_until(started, timeout=60, what=f"{once_started} started")
+        lab.run_as_cluster_user(["scancel", "--batch", f"--signal={signal_name}", pack["job_id"]])
         assert worker.wait(timeout=300) == 0
     finally:
         worker.kill()
+    return run, pack
+
+
+def test_steps_a_pack_stopped_before_starting_are_submitted_again_and_each_runs_once(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    # What --signal=B:USR1@<seconds> does before the allocation's time limit.
+    run, pack = signal_the_pack_of_packed_in_turn_job(code_dir, instance, "USR1")
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
     engine = [
         e.message for events in events_of(instance, run.run_id, DagsterEventType.ENGINE_EVENT).values() for e in events
@@ -184,17 +196,9 @@ def test_steps_a_pack_stopped_before_starting_are_submitted_again_and_each_runs_
 def test_a_pack_whose_worker_is_killed_outright_has_its_unstarted_steps_submitted_again(
     code_dir: Path, instance: DagsterInstance
 ) -> None:
-    worker = lab.start_run_worker(instance, code_dir / "packed.py", "packed_in_turn_job")
-    try:
-        run = run_started(instance)
-        pack = wait_for_running_pack(run.run_id)
-        started = lambda: b"STEP_START" in lab.packed_journals(run.run_id, "sleeper_0")  # noqa: E731
-        lab.wait_until(started, timeout=60, what="sleeper_0 started")
-        # The pack's worker dies without a word (an out-of-memory kill of the worker, say).
-        lab.run_as_cluster_user(["scancel", "--batch", "--signal=KILL", pack["job_id"]])
-        assert worker.wait(timeout=300) == 0
-    finally:
-        worker.kill()
+    # The pack's worker dies without a word (an out-of-memory kill of the worker, say), once
+    # it has started sleeper_0.
+    run, _ = signal_the_pack_of_packed_in_turn_job(code_dir, instance, "KILL", once_started="sleeper_0")
     engine = [m for events in events_of(instance, run.run_id, DagsterEventType.ENGINE_EVENT).values() for m in events]
     resubmitted = {e.step_key for e in engine if "nothing of the step ran" in (e.message or "")}
     assert resubmitted == {"sleeper_1", "sleeper_2"}

@@ -3,6 +3,7 @@
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -265,8 +266,9 @@ class SlurmStepHandler(StepHandler):
         finally:
             # Reported last: a report writes to the instance, which can fail, and every job
             # that exists is tracked first.
+            steps_per_job = Counter(tracked.job.job_id for _, tracked in submitted)
             for step, tracked in submitted:
-                pack_size = sum(1 for _, other in submitted if other.job == tracked.job) if tracked.packed else 1
+                pack_size = steps_per_job[tracked.job.job_id] if tracked.packed else 1
                 message, metadata = job_report.submission(tracked.job, tracked.options, tracked.folder, pack_size)
                 DagsterEvent.step_worker_starting(
                     step.context.get_step_context(step.step_key), message, metadata=metadata
@@ -392,13 +394,15 @@ class SlurmStepHandler(StepHandler):
         # unstarted steps are submitted again: it is never requeued.
         options.pop("requeue", None)
         options["no-requeue"] = True
-        folders = {step.step_key: packed_step_folder(pack, step.step_key, _attempt(step)) for step in steps}
+        attempts = {step.step_key: _attempt(step) for step in steps}
+        folders = {key: packed_step_folder(pack, key, attempt) for key, attempt in attempts.items()}
+        # Each step's folder by its name inside the pack's, as the archive and pack.json hold it.
+        names = {key: folder.rsplit("/", 1)[-1] for key, folder in folders.items()}
         files = dict(self._script_files(run, pack, packed=True))
         for step in steps:
-            name = folders[step.step_key].rsplit("/", 1)[-1]
-            for file, data in self._step_files(step, folders[step.step_key], _attempt(step)).items():
-                files[f"{name}/{file}"] = data
-        spec = {"steps": [f.rsplit("/", 1)[-1] for f in folders.values()], "slots": slots, "memory_per_step": memory}
+            for file, data in self._step_files(step, folders[step.step_key], attempts[step.step_key]).items():
+                files[f"{names[step.step_key]}/{file}"] = data
+        spec = {"steps": list(names.values()), "slots": slots, "memory_per_step": memory}
         files[SPEC_FILE] = json.dumps(spec).encode()
         members = [PackMember(job_name(root, s.step_key), s.known, folders[s.step_key]) for s in steps]
         request = JobRequest(
@@ -408,7 +412,7 @@ class SlurmStepHandler(StepHandler):
             folder=pack,
             files=files,
             script=SCRIPT_FILE,
-            empty=[f"{f.rsplit('/', 1)[-1]}/{name}" for f in folders.values() for name in _STEP_OUTPUTS],
+            empty=[f"{name}/{output}" for name in names.values() for output in _STEP_OUTPUTS],
         )
         return _Job(steps, request, folders, step_options)
 
@@ -465,10 +469,8 @@ class SlurmStepHandler(StepHandler):
             if not self.adoption.at_health_check(step_handler_context, step_key):
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
             step = self.relay.steps[step_key]
-            if step.packed and step.journal_ended and step.end_cause is not None:
-                return self._packed_step_ended(step_handler_context, step)
-            if step.packed and step.drained and step.journal_offset == 0:
-                return self._submit_again(step_handler_context, step)
+            if (packed := self._packed_step_ended(step_handler_context, step)) is not None:
+                return packed
             if step.outcome is None and step.drained:
                 return CheckStepHealthResult.unhealthy(
                     explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
@@ -476,11 +478,8 @@ class SlurmStepHandler(StepHandler):
             return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()
-        if step.packed and step.journal_ended and step.end_cause is not None:
-            return self._packed_step_ended(step_handler_context, step)
-        if step.packed and step.drained and step.journal_offset == 0:
-            # The pack ended, killed outright, before starting the step: nothing of it ran.
-            return self._submit_again(step_handler_context, step)
+        if (packed := self._packed_step_ended(step_handler_context, step)) is not None:
+            return packed
         if step.drained:
             if _terminated(step_handler_context.instance, step_handler_context.dagster_run):
                 # The launcher cancels a terminated run's jobs before this worker hears of it
@@ -500,12 +499,18 @@ class SlurmStepHandler(StepHandler):
             )
         return CheckStepHealthResult.healthy()
 
-    def _packed_step_ended(self, context: StepHandlerContext, step: TrackedStep) -> CheckStepHealthResult:
-        """A packed step ended without its outcome, or its pack ended before starting it; the
-        pack may still run its other steps."""
-        if step.end_cause != UNSTARTED:
+    def _packed_step_ended(self, context: StepHandlerContext, step: TrackedStep) -> CheckStepHealthResult | None:
+        """The health of a packed step that ended without its outcome, or that its pack never
+        started (the pack may still run its other steps); ``None`` for any other step."""
+        if not step.packed or step.outcome is not None:
+            return None
+        if step.journal_ended and step.end_cause is not None and step.end_cause != UNSTARTED:
             return CheckStepHealthResult.unhealthy(explain_packed_end(step, self._client.transport))
-        return self._submit_again(context, step)
+        if (step.journal_ended and step.end_cause == UNSTARTED) or (step.drained and step.journal_offset == 0):
+            # Never started: the pack said so, or it ended, killed outright, with nothing in the
+            # step's journal.
+            return self._submit_again(context, step)
+        return None
 
     def _submit_again(self, context: StepHandlerContext, step: TrackedStep) -> CheckStepHealthResult:
         """Submit again a step its pack never started (and never will: it stopped starting steps,
