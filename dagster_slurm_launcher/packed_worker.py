@@ -2,13 +2,13 @@
 
 Run by a pack's batch script as ``python -u -m dagster_slurm_launcher.packed_worker PACK_FOLDER``.
 ``PACK_FOLDER/pack.json`` (written by the executor) names the steps' folders, how many steps run
-at once and each step's memory. Starting Python and Dagster, and loading the code location,
+at once, and each step's memory and time. Starting Python and Dagster, and loading the code location,
 cost more than a small step: this process does them once, then forks one child per step from
 that warm state (as Dagster's forkserver does). A child is the one-step worker
 (:mod:`.worker`) with its own folder: its journal, stdout and stderr.
 
-A step that ends without recording its outcome (a crash, a signal, more memory than its share)
-gets an ``END`` line naming why, so the executor fails that step alone, at once. On SIGTERM or
+A step that ends without recording its outcome (a crash, a signal, more memory than its share,
+longer than its time) gets an ``END`` line naming why, so the executor fails that step alone, at once. On SIGTERM or
 SIGUSR1 (the time limit, ``scancel``, ``--signal=B:USR1@...``) no step starts any more, and each
 step not started gets ``END - - unstarted``: the executor submits it again (so does a step
 stopped before it journaled anything, and every step not started when this worker fails). A
@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ from dagster_slurm_launcher.journal import JOURNAL_FILE, JournalWriter, has_outc
 
 SPEC_FILE = "pack.json"
 UNSTARTED = "unstarted"
-# Seconds between looks at the running steps' memory.
+# Seconds between looks at the running steps' memory and time.
 WATCH_INTERVAL = 0.25
+# Seconds a step past its time has between SIGTERM and SIGKILL. The step worker leaves at once on
+# SIGTERM; this is for user code that catches SIGTERM itself (Slurm's KillWait is its like).
+KILL_WAIT = 10.0
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1, signal.SIGINT}
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -41,8 +45,11 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 @dataclass
 class _Child:
     folder: str
+    started: float
     peak: int = 0
     killed_for_memory: bool = False
+    stopped_for_time: float | None = None
+    """When it was sent SIGTERM for running past its time."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = [os.path.join(pack, name) for name in spec["steps"]]
     slots = max(1, int(spec["slots"]))
     memory = spec.get("memory_per_step")
+    # The step's own limit: the pack's is the sum of its rounds' (or pack.time), so a step
+    # that hangs would hold its slot, and the steps waiting for it, until the pack's ended.
+    time_limit = spec.get("time_per_step")
     # Signals are taken one at a time in the loop below, never in the middle of starting a step.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *_STOP_SIGNALS})
     pending = [step for step in steps if _untouched(step)]
@@ -68,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stopping = _stop_received(0) or stopping
             while pending and not stopping and len(running) < slots:
                 step = pending.pop(0)
-                running[_start(step)] = _Child(step)
+                running[_start(step)] = _Child(step, time.monotonic())
                 stopping = _stop_received(0)
             if stopping and pending:
                 for step in pending:
@@ -78,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _reap(running, stopping)
             if memory:
                 _watch_memory(running, int(memory))
+            if time_limit:
+                _watch_time(running, float(time_limit))
     finally:
         # This worker failed: the steps it never started are the executor's to submit again.
         for step in pending:
@@ -136,9 +148,14 @@ def _start(step: str) -> int:
     sys.stderr.flush()
     pid = os.fork()
     if pid:
+        # Set in both, so that the group exists whichever runs first: a kill for time or
+        # memory reaches what the step started too.
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
         return pid
     code = 1
     try:
+        os.setpgid(0, 0)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         for fd, name in ((1, "stdout"), (2, "stderr")):
             os.dup2(os.open(os.path.join(step, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), fd)
@@ -167,12 +184,15 @@ def _reap(running: dict[int, _Child], stopping: bool) -> None:
             continue
         if child.killed_for_memory:
             cause = f"memory={child.peak}"
+        elif child.stopped_for_time is not None:
+            cause = f"time={child.stopped_for_time - child.started:.0f}"
         elif os.WIFSIGNALED(status):
             cause = f"signal={os.WTERMSIG(status)}"
         else:
             cause = f"exit={os.waitstatus_to_exitcode(status)}"
         records = read_records(os.path.join(child.folder, JOURNAL_FILE))
-        if stopping and not records:
+        stopped_here = child.killed_for_memory or child.stopped_for_time is not None
+        if stopping and not records and not stopped_here:
             # Stopped before its step journaled anything: no user code ran (STEP_START is the
             # first record), so the step is as good as never started.
             _end(child.folder, UNSTARTED)
@@ -204,7 +224,25 @@ def _watch_memory(running: dict[int, _Child], limit: int) -> None:
         child.peak = max(child.peak, rss)
         if rss > limit and not child.killed_for_memory:
             child.killed_for_memory = True
-            os.kill(pid, signal.SIGKILL)
+            _kill(pid, signal.SIGKILL)
+
+
+def _watch_time(running: dict[int, _Child], limit: float) -> None:
+    """Stop a step that ran past its time as Slurm stops a job: SIGTERM (the step worker leaves
+    without an outcome), then SIGKILL if its process is still there after KILL_WAIT."""
+    now = time.monotonic()
+    for pid, child in running.items():
+        if child.stopped_for_time is None and now - child.started > limit:
+            child.stopped_for_time = now
+            _kill(pid, signal.SIGTERM)
+        elif child.stopped_for_time is not None and now - child.stopped_for_time > KILL_WAIT:
+            _kill(pid, signal.SIGKILL)
+
+
+def _kill(pid: int, signum: int) -> None:
+    """Signal a step's process group: the step and the processes it started."""
+    with contextlib.suppress(ProcessLookupError):  # the step's process was its group's last
+        os.killpg(pid, signum)
 
 
 if __name__ == "__main__":

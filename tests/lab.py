@@ -115,6 +115,14 @@ class RecordingTransport(Transport):
         return sum(1 for c in self.commands if re.match(rf"(TZ=UTC )?{program}\b", c))
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the lab's one node); a zombie does not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def shared_dir() -> Path:
     return Path(os.environ["DAGSTER_SLURM_LAB_SHARED_DIR"])
 

@@ -2,6 +2,7 @@
 options run in one Slurm allocation, each in a process forked from one that loaded Dagster and
 the code once; every step keeps its own outcome, failure cause, logs, resume and retry."""
 
+import re
 import signal
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def failure_message(instance: DagsterInstance, run_id: str, step_key: str) -> st
     return error.message + (error.cause.message if error.cause else "")
 
 
+def timestamp(instance: DagsterInstance, run_id: str, event_type: DagsterEventType, step_key: str) -> float:
+    [entry] = [
+        r.event_log_entry
+        for r in instance.get_records_for_run(run_id, of_type=event_type).records
+        if r.event_log_entry.step_key == step_key
+    ]
+    return entry.timestamp
+
+
 def captured_stdout(instance: DagsterInstance, run_id: str, step_key: str) -> bytes:
     [captured] = [
         e.logs_captured_data
@@ -45,21 +55,35 @@ def packs_of_run(root_run_id: str, at_least: int) -> list[dict[str, str]]:
     return lab.settled_jobs_of_run(root_run_id, at_least)
 
 
-def test_a_packed_steps_failure_crash_or_memory_fails_that_step_alone_naming_why(
+def test_a_packed_steps_failure_crash_memory_or_time_fails_that_step_alone_naming_why(
     code_dir: Path, instance: DagsterInstance
 ) -> None:
     job = ReconstructableJob.for_file(str(code_dir / "packed.py"), "packed_failures_job")
     result = execute_job(job, instance, raise_on_error=False)
     assert not result.success
     run_id = result.run_id
-    assert set(events_of(instance, run_id, DagsterEventType.STEP_SUCCESS)) == {"fine_a", "fine_b", "alone"}
+    successes = set(events_of(instance, run_id, DagsterEventType.STEP_SUCCESS))
+    assert successes == {"fine_a", "fine_b", "in_time", "alone"}
     assert "a packed step's own error" in failure_message(instance, run_id, "fails")
     assert "crashed with SIGSEGV" in failure_message(instance, run_id, "segfaults")
     hog = failure_message(instance, run_id, "hogs_memory")
     assert "more than its share of the pack's allocation (600M per step)" in hog, hog
-    # Five steps in one allocation, the step tagged out of packs in a job of its own.
-    jobs = packs_of_run(run_id, 2)
-    assert len(jobs) == 2, jobs
+    # Stopped after its own 10 s, not the minute Slurm gives its pack, nor the 300 s it would
+    # sleep; it ignores SIGTERM, so SIGKILL ended it 10 s later.
+    overran = failure_message(instance, run_id, "overruns")
+    assert "ran longer than its time limit (0:10)" in overran, overran
+    assert 9 <= int(re.search(r"stopped after (\d+) s", overran).group(1)) < 15, overran
+    lasted = timestamp(instance, run_id, DagsterEventType.STEP_FAILURE, "overruns") - timestamp(
+        instance, run_id, DagsterEventType.STEP_START, "overruns"
+    )
+    assert 15 < lasted < 40, lasted
+    # And what it started went with it.
+    pid = int((lab.shared_dir() / "markers" / f"overruns-{run_id}.pid").read_text())
+    assert not lab.process_alive(pid)
+    # Five steps in one allocation, the two with a time of their own in another, the step
+    # tagged out of packs in a job of its own.
+    jobs = packs_of_run(run_id, 3)
+    assert len(jobs) == 3, jobs
     starting = events_of(instance, run_id, DagsterEventType.STEP_WORKER_STARTING)
     assert all("in a pack of 5 steps" in starting[k][0].message for k in ["fine_a", "fails", "hogs_memory"])
     # Each step's own stdout, in its own captured logs.

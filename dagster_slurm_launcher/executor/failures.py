@@ -4,6 +4,7 @@ import signal
 
 from dagster_slurm_launcher.executor.relay import TrackedStep
 from dagster_slurm_launcher.naming import ENV_PREFIX
+from dagster_slurm_launcher.packed_worker import KILL_WAIT
 from dagster_slurm_launcher.slurm import JobState
 from dagster_slurm_launcher.transport import Transport, TransportError
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
@@ -52,6 +53,13 @@ def explain_packed_end(step: TrackedStep, transport: Transport) -> str:
             f"The step used {_mib(int(value))} of memory, more than its share of the pack's allocation ({share} "
             f"per step), and was killed {where}. Raise `mem` in the executor config or the step's "
             "dagster-slurm/sbatch tag, or tag the step dagster-slurm/pack: 'false'."
+        )
+    if kind == "time":
+        limit = step.options.get("time")
+        return (
+            f"The step ran longer than its time limit{f' ({limit})' if limit else ''} and was stopped after {value} s "
+            f"(SIGTERM, then SIGKILL {KILL_WAIT:.0f} s later if it went on) {where}. Raise `time` in the executor "
+            "config or the step's dagster-slurm/sbatch tag."
         )
     code = int(value) if value.lstrip("-").isdigit() else 0
     if kind == "exit" and code > 128:  # the one-step worker leaves on a signal with 128 + its number

@@ -402,7 +402,7 @@ class SlurmStepHandler(StepHandler):
         for step in steps:
             for file, data in self._step_files(step, folders[step.step_key], attempts[step.step_key]).items():
                 files[f"{names[step.step_key]}/{file}"] = data
-        spec = {"steps": list(names.values()), "slots": slots, "memory_per_step": memory}
+        spec = {"steps": list(names.values()), "slots": slots, "memory_per_step": memory, "time_per_step": step_time}
         files[SPEC_FILE] = json.dumps(spec).encode()
         members = [PackMember(job_name(root, s.step_key), s.known, folders[s.step_key]) for s in steps]
         request = JobRequest(

@@ -2,7 +2,10 @@
 
 import ctypes
 import os
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 from dagster import FilesystemIOManager, OpExecutionContext, job, op
 
@@ -67,6 +70,24 @@ def hogs_memory() -> None:
         time.sleep(0.05)
 
 
+# Two steps whose own time is 10 s: a pack of their own (Slurm gives it a minute, its granularity).
+TEN_SECONDS = {"dagster-slurm/sbatch": {"time": "0:10"}}
+
+
+@op(tags=TEN_SECONDS)
+def overruns(context: OpExecutionContext) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the pack's worker must then SIGKILL it
+    # A process of its own, which the kill must reach too: the test looks for it by its pid.
+    started = subprocess.Popen(["sleep", "300"])
+    (Path(SHARED) / "markers" / f"overruns-{context.run_id}.pid").write_text(str(started.pid))
+    time.sleep(300)
+
+
+@op(tags=TEN_SECONDS)
+def in_time() -> None:
+    pass
+
+
 @op(tags={"dagster-slurm/pack": "false"})
 def alone() -> str:
     return "alone"
@@ -82,6 +103,8 @@ def packed_failures_job():
     fails()
     segfaults()
     hogs_memory()
+    overruns()
+    in_time()
     alone()
 
 
