@@ -27,8 +27,8 @@ def start_and_kill_when(instance: DagsterInstance, code: Path, states: set[str],
     return run_id
 
 
-def resume(instance: DagsterInstance, code: Path, run_id: str) -> None:
-    worker = lab.start_run_worker(instance, code, "resumable_job", resume_run_id=run_id)
+def resume(instance: DagsterInstance, code: Path, run_id: str, job: str = "resumable_job") -> None:
+    worker = lab.start_run_worker(instance, code, job, resume_run_id=run_id)
     assert worker.wait(timeout=300) == 0
 
 
@@ -54,6 +54,41 @@ def test_a_step_that_finished_while_no_worker_was_alive_is_collected(code_dir: P
     run_id = start_and_kill_when(instance, code_dir / "ops.py", {"COMPLETED"})
     resume(instance, code_dir / "ops.py", run_id)
     assert_ran_once(instance, run_id)
+
+
+def test_a_resumed_fan_out_collects_finished_adopts_running_and_submits_unsubmitted_steps_each_once(
+    code_dir: Path, instance: DagsterInstance
+) -> None:
+    code = code_dir / "ops.py"
+    quick = [f"quick_{i}" for i in range(4)]
+    slow = [f"slow_{i}" for i in range(4)]
+    worker = lab.start_run_worker(instance, code, "resumable_fanout_job")
+    try:
+        run = lab.wait_until(lambda: next(iter(instance.get_runs()), None), timeout=60, what="run created")
+        lab.wait_until(
+            lambda: all(lab.job_of_step(run.run_id, key, {"RUNNING"}) for key in slow), timeout=120, what="running"
+        )
+        worker.kill()
+        worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    # Leaves the dead worker had not recorded: the quick ones finish while no worker is alive.
+    unrecorded = [key for key in quick + slow if not count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, key)]
+    assert set(slow) <= set(unrecorded)
+    lab.wait_until(
+        lambda: all(lab.job_of_step(run.run_id, key, {"COMPLETED"}) for key in quick), timeout=60, what="quick done"
+    )
+    resume(instance, code, run.run_id, "resumable_fanout_job")
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
+    # Each unrecorded leaf adopted once (collected if it finished, followed if it ran), all
+    # looked up together at the first health check; the last step submitted by the resumed worker.
+    assert len(lab.adoptions(instance, run.run_id)) == len(unrecorded)
+    for key in ["fan_root", *quick, *slow, "gather"]:
+        assert count(instance, run.run_id, DagsterEventType.STEP_START, key) == 1, key
+        assert count(instance, run.run_id, DagsterEventType.STEP_SUCCESS, key) == 1, key
+    jobs = lab.settled_jobs_of_run(run.run_id, 10)
+    assert len(jobs) == 10 and {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    assert "gather got 8" in [e.user_message for e in instance.all_logs(run.run_id)]
 
 
 def test_a_step_whose_job_died_while_no_worker_was_alive_is_submitted_again_once(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dagster_slurm_launcher.naming import job_name
 from dagster_slurm_launcher.slurm import (
     AlreadySubmitted,
     Claim,
@@ -201,6 +202,23 @@ def test_jobs_sent_while_slurmctld_is_down_are_submitted_once_it_is_back(
     assert all(info.succeeded for info in wait_finished(client, outcomes).values())
     found = client.find_by_name([r.name for r in requests], min(o.submitted_after for o in outcomes))
     assert [len(found[r.name]) for r in requests] == [1, 1, 1]
+
+
+def test_thousands_of_names_are_looked_up_in_a_few_calls_under_the_argument_limit(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
+    # 2,500 of the executor's job names (61 bytes each): 150 KB in one --name argument would
+    # pass the kernel's 128 KiB limit on one argument. A resumed run looks up every step of its
+    # plan at once.
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    root = str(uuid.uuid4())
+    names = [job_name(root, f"step_{i}") for i in range(2500)]
+    outcomes = client.submit_all([request(remote_dir, name) for name in names[1000:1002]])
+    wait_finished(client, outcomes)
+    recorder.commands.clear()
+    found = client.find_by_name(names, since)
+    assert sorted(found) == sorted(names[1000:1002])
+    assert recorder.count("squeue") == 5 and recorder.count("sacct") == 5
 
 
 def test_fifty_jobs_are_polled_with_a_bounded_number_of_slurm_calls(

@@ -7,13 +7,15 @@ outcome no run of the lineage recorded. A packed step's job is its pack, which n
 step finds: the step's claim names it (see slurm.Claim). All decisions to adopt are made here.
 """
 
-import dataclasses
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, EventLogEntry, MetadataValue
 
-from dagster_slurm_launcher.dagster_internals import EngineEventData, StepHandlerContext
+from dagster_slurm_launcher.dagster_internals import EngineEventData, StepHandlerContext, plan_step_keys
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.executor.relay import Relay, TrackedStep
 from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
@@ -24,8 +26,28 @@ from dagster_slurm_launcher.slurm import JobInfo, SlurmClient, SubmittedJob
 from dagster_slurm_launcher.transport.files import FileSlice, read_files
 
 
+@dataclass(frozen=True)
+class _Found:
+    """What a look-up found of a step's earlier work."""
+
+    jobs: list[JobInfo]
+    """The step's jobs submitted by any run of the lineage, newest first (see lineage_jobs)."""
+    journal: ParsedJournal | None
+    """The newest job's journal, as far as it can be seen (``None``: no job)."""
+    outcome: EventLogEntry | None
+    """The step's outcome in that journal."""
+    outcome_recorded: bool
+    """A run of the lineage stored the outcome that journal holds."""
+    stored: frozenset[tuple[float, str]]
+    """The step's events this run already stored (timestamp, message): not stored again."""
+
+
 class Adoption:
     """Finds a step's earlier jobs and adopts the one whose outcome is still to be collected.
+
+    Steps are looked up together (one read of their claims, one ``squeue`` and one ``sacct``,
+    one read of their journals), whatever their number: a resumed or retried run of a
+    1,000-step fan-out asks about all of them at once.
 
     Args:
         continues: the run continues earlier work (resumed, retried, re-executed); a first run
@@ -43,69 +65,107 @@ class Adoption:
         # Ended jobs whose journals were waited on for the grace period: a pack's other steps
         # need not wait again.
         self._waited: set[str] = set()
+        # A resumed run's in-flight steps, looked up together at its first health check.
+        self._in_flight: dict[str, _Found] | None = None
 
     def at_health_check(self, context: StepHandlerContext, step_key: str) -> bool:
         """A resumed run asks about a step its dead worker had launched: adopt its job, taking
-        a failure too (the step's outcome, which the dead worker did not relay)."""
-        lineage = self.lineage_jobs(context, step_key)
-        if self._adopt(context, step_key, lineage, take_failures=True):
+        a failure too (the step's outcome, which the dead worker did not relay).
+
+        Dagster asks about each in-flight step in turn (``StepDelegatingExecutor.execute``,
+        ``resume_from_failure``); the first question looks them all up.
+        """
+        if self._in_flight is None:
+            self._in_flight = self._look_up(
+                context, in_flight_steps(context.instance, context.dagster_run) | {step_key}
+            )
+        found = self._in_flight.pop(step_key, None) or self._look_up(context, {step_key})[step_key]
+        if self._adopt(context, step_key, found, take_failures=True):
             return True
-        self._not_adoptable[step_key] = lineage
+        self._not_adoptable[step_key] = found.jobs
         return False
 
-    def at_launch(self, context: StepHandlerContext, step_key: str) -> tuple[bool, list[JobInfo]]:
-        """Before submitting: whether a job was adopted, and the lineage's jobs of the step
-        (those a new submission must not duplicate). A retry submits a failed step again."""
-        if step_key in self._not_adoptable:
-            return False, self._not_adoptable.pop(step_key)
-        lineage = self.lineage_jobs(context, step_key) if self._continues else []
-        return self._adopt(context, step_key, lineage, take_failures=False), lineage
+    def at_launch(self, context: StepHandlerContext, step_keys: Sequence[str]) -> dict[str, list[JobInfo] | None]:
+        """Before submitting ``step_keys`` (of ``context``'s run): for each, ``None`` if a job
+        was adopted, else the lineage's jobs of the step (those a new submission must not
+        duplicate). A retry submits a failed step again."""
+        unknown = [k for k in step_keys if k not in self._not_adoptable] if self._continues else []
+        found = self._look_up(context, set(unknown)) if unknown else {}
+        lineages: dict[str, list[JobInfo] | None] = {}
+        for key in step_keys:
+            if key in self._not_adoptable:
+                lineages[key] = self._not_adoptable.pop(key)
+            elif key in found:
+                lineages[key] = None if self._adopt(context, key, found[key], take_failures=False) else found[key].jobs
+            else:
+                lineages[key] = []
+        return lineages
 
     def after_lost_race(self, context: StepHandlerContext, step_key: str) -> bool:
         """Another worker submitted the step since the look-up: adopt that job, unless it has
         already ended without an outcome to take."""
-        return self._adopt(context, step_key, self.lineage_jobs(context, step_key), take_failures=True)
+        return self._adopt(context, step_key, self._look_up(context, {step_key})[step_key], take_failures=True)
 
-    def lineage_jobs(self, context: StepHandlerContext, step_key: str) -> list[JobInfo]:
-        """The step's jobs submitted by any run of this run's lineage, newest first; a pack
+    def lineage_jobs(self, context: StepHandlerContext, step_keys: Iterable[str]) -> dict[str, list[JobInfo]]:
+        """Each step's jobs submitted by any run of this run's lineage, newest first; a pack
         that ran the step, with the step's folder as its work dir."""
         root = root_run_id(context.dagster_run)
-        name = job_name(root, step_key)
+        names = {key: job_name(root, key) for key in step_keys}
+        claims = claims_folder(self._remote_base_dir, root)
+        reads = read_files(self._client.transport, [FileSlice(f"{claims}/{name}") for name in names.values()])
+        # A packed step's claim names its folder in the pack (see slurm.Claim).
+        members = {
+            key: folder
+            for key, read in zip(names, reads, strict=True)
+            if (folder := (read.data or b"").decode("utf-8", "replace").rstrip("\n").partition(" ")[2])
+        }
+        packs = {key: folder.rsplit("/", 1)[0] for key, folder in members.items()}
+        pack_names = {key: pack_job_name(root, pack) for key, pack in packs.items()}
+        found = self._client.find_by_name([*names.values(), *pack_names.values()], created(context.instance, root))
         prefix = lineage_folder(self._remote_base_dir, root) + "/"
-        member = self._packed_folder(root, name)
-        pack = member.rsplit("/", 1)[0] if member else None
-        names = [name] + ([pack_job_name(root, pack)] if pack else [])
-        found = self._client.find_by_name(names, created(context.instance, root))
-        jobs = [j for j in found.get(name, []) if j.work_dir and j.work_dir.startswith(prefix)]
-        if pack:
-            # The claim holds the step's last submission: the pack (its name and folder say
-            # which, even where a submitter died before recording the pack's id) is the newest.
-            packs = [j for j in found.get(names[1], []) if j.work_dir == pack]
-            jobs = [dataclasses.replace(j, work_dir=member) for j in packs] + jobs
-        return jobs
+        lineages = {}
+        for key, name in names.items():
+            jobs = [j for j in found.get(name, []) if j.work_dir and j.work_dir.startswith(prefix)]
+            if key in packs:
+                # The claim holds the step's last submission: the pack (its name and folder say
+                # which, even where a submitter died before recording the pack's id) is the newest.
+                in_pack = [j for j in found.get(pack_names[key], []) if j.work_dir == packs[key]]
+                jobs = [replace(j, work_dir=members[key]) for j in in_pack] + jobs
+            lineages[key] = jobs
+        return lineages
 
-    def _packed_folder(self, root: str, name: str) -> str | None:
-        """The step's folder in a pack, if the step's claim names a pack as its last job."""
-        [read] = read_files(self._client.transport, [FileSlice(f"{claims_folder(self._remote_base_dir, root)}/{name}")])
-        _, _, folder = (read.data or b"").decode("utf-8", "replace").rstrip("\n").partition(" ")
-        return folder or None
+    def _look_up(self, context: StepHandlerContext, step_keys: AbstractSet[str]) -> dict[str, _Found]:
+        """What each step's earlier jobs left: their newest job's journal and whether its outcome
+        was stored, in a few commands and queries for all of them."""
+        lineages = self.lineage_jobs(context, sorted(step_keys))
+        journals = self._journals({key: jobs[0] for key, jobs in lineages.items() if jobs})
+        run, instance = context.dagster_run, context.instance
+        outcomes = {key: outcome for key, journal in journals.items() if (outcome := _outcome(journal))}
+        recorded = _recorded_in_lineage(instance, run, outcomes)
+        stored: dict[str, set[tuple[float, str]]] = {}
+        if journals:  # even empty ones: a caching filesystem may not show what was relayed yet
+            for entry in instance.all_logs(run.run_id):
+                if entry.step_key in journals:
+                    stored.setdefault(entry.step_key, set()).add((entry.timestamp, entry.user_message))
+        return {
+            key: _Found(jobs, journals.get(key), outcomes.get(key), key in recorded, frozenset(stored.get(key, ())))
+            for key, jobs in lineages.items()
+        }
 
-    def _adopt(self, context: StepHandlerContext, step_key: str, lineage: list[JobInfo], take_failures: bool) -> bool:
+    def _adopt(self, context: StepHandlerContext, step_key: str, found: _Found, take_failures: bool) -> bool:
         """Take over the step's newest job if its outcome is still to be collected.
 
         Adopted: a job still queued or running, or one that finished with an outcome no run of
         the lineage recorded (a failure only if ``take_failures``). Not adopted: no job, a job
         that died without an outcome, or one whose outcome is history (an explicit re-execution).
         """
-        if not lineage:
+        if not found.jobs or found.journal is None:
             return False
         run = context.dagster_run
         instance = context.instance
-        newest = lineage[0]
+        newest, journal, outcome = found.jobs[0], found.journal, found.outcome
         folder = newest.work_dir
         assert folder is not None  # lineage_jobs keeps only jobs with a work dir
-        journal = self._journal(folder, newest)
-        outcome = next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
         # A packed step ends before its pack; a resumed run takes its end (the health check
         # says why). A step its pack never started (and never will) has no job to adopt.
         packed = is_packed_step_folder(folder)
@@ -118,20 +178,19 @@ class Adoption:
         if outcome is None and (newest.is_terminal or (packed and journal.ended)) and not (packed and take_failures):
             return False
         if outcome is not None and (
-            _recorded_in_lineage(instance, run, step_key, outcome)
+            found.outcome_recorded
             or (outcome.dagster_event_type != DagsterEventType.STEP_SUCCESS and not take_failures)
         ):
             return False
-        stored = frozenset(
-            (e.timestamp, e.user_message) for e in instance.all_logs(run.run_id) if e.step_key == step_key
-        )
         step = TrackedStep(
             step_key=step_key,
             job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or created(instance, root_run_id(run))),
             folder=folder,
-            already_stored=stored,
+            already_stored=found.stored,
             packed=packed,
         )
+        # The relay reads the job's state and journal at its next poll; the executor's health
+        # checks answer from them (a step adopted one at a time would cost a poll each).
         self._relay.track(step)
         instance.report_engine_event(
             f"Adopted Slurm job {newest.job_id} ({newest.state.value}) for step {step_key}, "
@@ -145,39 +204,79 @@ class Adoption:
             ),
             step_key=step_key,
         )
-        self._relay.poll()
         return True
 
-    def _journal(self, folder: str, job: JobInfo) -> ParsedJournal:
-        """The job's journal as far as it can be seen. For a job that ended less than the journal
-        grace period ago, read until the worker's ``END`` line shows: on a caching shared
-        filesystem its outcome may not be visible yet, and a step must not be run twice."""
-        # squeue's record of a job that just ended has no end time: take it as recent.
+    def _journals(self, newest: Mapping[str, JobInfo]) -> dict[str, ParsedJournal]:
+        """Each step's newest job's journal as far as it can be seen, all read in one command
+        per round. For a job that ended less than the journal grace period ago, read until the
+        worker's ``END`` line shows: on a caching shared filesystem its outcome may not be
+        visible yet, and a step must not be run twice."""
         grace = self._relay.timing.journal_grace
-        recently = job.end_time is None or (datetime.now(UTC) - job.end_time).total_seconds() < grace
-        deadline = time.monotonic() + (grace if recently and job.job_id not in self._waited else 0.0)
-        while True:
-            [read] = read_files(self._client.transport, [FileSlice(f"{folder}/{JOURNAL_FILE}")])
-            if not job.is_terminal:
-                return parse_records(read.data or b"")
-            final = time.monotonic() >= deadline
-            journal = parse_records(read.data or b"", final=final)
-            if final:
-                self._waited.add(job.job_id)
-            if journal.ended or final:
-                return journal
-            time.sleep(self._relay.timing.poll_interval)
+        now, started = datetime.now(UTC), time.monotonic()
+        deadlines = {}
+        for key, job in newest.items():
+            # squeue's record of a job that just ended has no end time: take it as recent.
+            recently = job.end_time is None or (now - job.end_time).total_seconds() < grace
+            deadlines[key] = started + (grace if recently and job.job_id not in self._waited else 0.0)
+        journals: dict[str, ParsedJournal] = {}
+        waiting = dict(newest)
+        while waiting:
+            keys = list(waiting)
+            reads = read_files(
+                self._client.transport, [FileSlice(f"{waiting[k].work_dir}/{JOURNAL_FILE}") for k in keys]
+            )
+            for key, read in zip(keys, reads, strict=True):
+                job = waiting[key]
+                if not job.is_terminal:
+                    journals[key] = parse_records(read.data or b"")
+                    continue
+                final = time.monotonic() >= deadlines[key]
+                journal = parse_records(read.data or b"", final=final)
+                if final:
+                    self._waited.add(job.job_id)
+                if journal.ended or final:
+                    journals[key] = journal
+            waiting = {key: job for key, job in waiting.items() if key not in journals}
+            if waiting:
+                time.sleep(self._relay.timing.poll_interval)
+        return journals
 
 
-def _recorded_in_lineage(instance: DagsterInstance, run: DagsterRun, step_key: str, outcome: EventLogEntry) -> bool:
-    """Whether a run of ``run``'s lineage stored this journal record (the same step, event
-    type and timestamp; databases keep timestamps to the microsecond)."""
-    for run_id in lineage_run_ids(instance, run):
-        for record in instance.get_records_for_run(run_id, of_type=outcome.dagster_event_type).records:
-            entry = record.event_log_entry
-            if entry.step_key == step_key and abs(entry.timestamp - outcome.timestamp) < 1e-3:
-                return True
-    return False
+def _outcome(journal: ParsedJournal) -> EventLogEntry | None:
+    return next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
+
+
+def in_flight_steps(instance: DagsterInstance, run: DagsterRun) -> set[str]:
+    """The steps a resumed run may ask about: those of its plan (and any it launched, mapped
+    ones included) without an outcome in it. ``ActiveExecution.rebuild_from_events`` asks
+    about every step ready to run, launched by the dead worker or not."""
+    launched, ended = set(plan_step_keys(instance, run)), set()
+    for event_type, keys in (
+        (DagsterEventType.STEP_WORKER_STARTING, launched),
+        (DagsterEventType.STEP_SUCCESS, ended),
+        (DagsterEventType.STEP_FAILURE, ended),
+    ):
+        records = instance.get_records_for_run(run.run_id, of_type=event_type).records
+        keys.update(r.event_log_entry.step_key for r in records)
+    return {key for key in launched - ended if key is not None}
+
+
+def _recorded_in_lineage(instance: DagsterInstance, run: DagsterRun, outcomes: Mapping[str, EventLogEntry]) -> set[str]:
+    """The steps whose journal ``outcomes`` a run of ``run``'s lineage stored (the same step,
+    event type and timestamp; databases keep timestamps to the microsecond)."""
+    recorded: set[str] = set()
+    for event_type in {outcome.dagster_event_type for outcome in outcomes.values()}:
+        for run_id in lineage_run_ids(instance, run):
+            for record in instance.get_records_for_run(run_id, of_type=event_type).records:
+                entry = record.event_log_entry
+                outcome = outcomes.get(entry.step_key or "")
+                if (
+                    outcome is not None
+                    and outcome.dagster_event_type == event_type
+                    and abs(entry.timestamp - outcome.timestamp) < 1e-3
+                ):
+                    recorded.add(entry.step_key)
+    return recorded
 
 
 def created(instance: DagsterInstance, run_id: str) -> datetime:

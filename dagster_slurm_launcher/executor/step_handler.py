@@ -231,18 +231,9 @@ class SlurmStepHandler(StepHandler):
         return self._adoption
 
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
-        """Prepare the step's job; :meth:`submit_launched` submits it with the others launched
-        since its last call (the executor launches every ready step in one pass)."""
-        step_key = _single_step_key(step_handler_context)
-        # A run that continues earlier work (resumed, retried, re-executed) may find the step's
-        # job already in Slurm, submitted by a worker that died before recording its outcome.
-        adopted, lineage = self.adoption.at_launch(step_handler_context, step_key)
-        if adopted:
-            return
-        known = {j.job_id for j in lineage}
-        if step_key in self.relay.steps:
-            known.add(self.relay.steps[step_key].job.job_id)
-        self._launched.append(_Launched(step_handler_context, step_key, frozenset(known)))
+        """Queue the step: :meth:`submit_launched` adopts its earlier job or submits it, with the
+        others launched since its last call (the executor launches every ready step in one pass)."""
+        self._launched.append(_Launched(step_handler_context, _single_step_key(step_handler_context), frozenset()))
         yield from ()
 
     @property
@@ -262,7 +253,7 @@ class SlurmStepHandler(StepHandler):
         launched, self._launched = self._launched, []
         submitted: list[tuple[_Launched, TrackedStep]] = []
         try:
-            self._submit(launched, submitted)
+            self._submit(self._not_adopted(launched), submitted)
         finally:
             # Reported last: a report writes to the instance, which can fail, and every job
             # that exists is tracked first.
@@ -273,6 +264,26 @@ class SlurmStepHandler(StepHandler):
                 DagsterEvent.step_worker_starting(
                     step.context.get_step_context(step.step_key), message, metadata=metadata
                 )
+
+    def _not_adopted(self, launched: list["_Launched"]) -> list["_Launched"]:
+        """The launched steps left to submit, each knowing the jobs a submission must not
+        duplicate. A run that continues earlier work (resumed, retried, re-executed) may find a
+        step's job already in Slurm, submitted by a worker that died before recording its
+        outcome: that job is adopted instead."""
+        if not launched:
+            return []
+        lineages = self.adoption.at_launch(launched[0].context, [step.step_key for step in launched])
+        left = []
+        for step in launched:
+            lineage = lineages[step.step_key]
+            if lineage is None:
+                continue
+            # What the step already knew (the pack that never started it), and what was found.
+            known = set(step.known) | {job.job_id for job in lineage}
+            if step.step_key in self.relay.steps:
+                known.add(self.relay.steps[step.step_key].job.job_id)
+            left.append(_Launched(step.context, step.step_key, frozenset(known)))
+        return left
 
     def _submit(self, launched: list["_Launched"], submitted: list[tuple["_Launched", TrackedStep]]) -> None:
         """Submit ``launched``, tracking each job as soon as it is known and adding its steps to
@@ -465,16 +476,10 @@ class SlurmStepHandler(StepHandler):
         step = self.relay.steps.get(step_key)
         if step is None:
             # Asked about a step this worker did not submit: the run is resuming after its
-            # previous worker died (StepDelegatingExecutor.execute, resume_from_failure).
+            # previous worker died (StepDelegatingExecutor.execute, resume_from_failure). An
+            # adopted job is tracked from now on: the next health checks answer from its state.
             if not self.adoption.at_health_check(step_handler_context, step_key):
                 return CheckStepHealthResult.unhealthy("the step has no Slurm job to wait for: it is submitted again")
-            step = self.relay.steps[step_key]
-            if (packed := self._packed_step_ended(step_handler_context, step)) is not None:
-                return packed
-            if step.outcome is None and step.drained:
-                return CheckStepHealthResult.unhealthy(
-                    explain_missing_outcome(step, self._client.transport, self.timing.journal_grace)
-                )
             return CheckStepHealthResult.healthy()
         if step.outcome is not None:
             return CheckStepHealthResult.healthy()

@@ -50,6 +50,9 @@ _NOT_SUBMITTED = ("Unable to contact slurm controller (connect failure)", "Resou
 _MAYBE_SUBMITTED = tuple(m for m in _TRANSIENT if not any(m in n for n in _NOT_SUBMITTED))
 # Jobs per submit_jobs command: bounds what one command carries, and what a failed one costs.
 SUBMIT_BATCH = 200
+# Job names in one squeue/sacct --name argument: 500 of ours are 35 KB, under the kernel's
+# 128 KiB limit on one argument (a resumed run looks up every step of its plan at once).
+NAMES_PER_QUERY = 500
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]*")
 _CLIENT_OWNED_OPTIONS = {
     "job-name": "the job name is the `name` argument",
@@ -456,20 +459,19 @@ class SlurmClient:
         """This user's jobs named any of ``names`` submitted after ``submitted_after``.
 
         Returns every name's jobs newest first (a resubmitted step has several); names with no
-        job are absent. One squeue and one sacct call, whatever the number of names.
+        job are absent. One squeue and one sacct call per NAMES_PER_QUERY names.
         """
         names = sorted(set(names))
         for name in names:
             validate_job_name(name)
-        if not names:
-            return {}
-        selection = ["--name=" + ",".join(names)]
-        live = self._squeue(selection, mine=True)
-        finished = self._finished(submitted_after, selection, mine=True)
-        merged = dict(finished)
-        for job_id, info in live.items():
-            if not info.is_terminal or job_id not in merged:
-                merged[job_id] = info
+        merged: dict[str, JobInfo] = {}
+        for i in range(0, len(names), NAMES_PER_QUERY):
+            selection = ["--name=" + ",".join(names[i : i + NAMES_PER_QUERY])]
+            live = self._squeue(selection, mine=True)
+            merged.update(self._finished(submitted_after, selection, mine=True))
+            for job_id, info in live.items():
+                if not info.is_terminal or job_id not in merged:
+                    merged[job_id] = info
         wanted = set(names)
         by_name: dict[str, list[JobInfo]] = {}
         for info in merged.values():

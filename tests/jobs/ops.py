@@ -159,6 +159,37 @@ def resumable_job():
     after_slow(slow_step())
 
 
+def _leaf(name: str, seconds: int):
+    @op(name=name)
+    def leaf(value: int) -> int:
+        time.sleep(seconds)
+        return value
+
+    return leaf
+
+
+# Once the run worker is killed, the quick leaves finish while no worker is alive, the slow ones
+# are still running when the run resumes, and the last step was never submitted.
+QUICK_LEAVES = [_leaf(f"quick_{i}", 1) for i in range(4)]
+SLOW_LEAVES = [_leaf(f"slow_{i}", 25) for i in range(4)]
+
+
+@op
+def fan_root() -> int:
+    return 1
+
+
+@op
+def gather(context: OpExecutionContext, values: list[int]) -> None:
+    context.log.info(f"gather got {sum(values)}")
+
+
+@job(executor_def=EXECUTOR, resource_defs=IO)
+def resumable_fanout_job():
+    value = fan_root()
+    gather([leaf(value) for leaf in [*QUICK_LEAVES, *SLOW_LEAVES]])
+
+
 @op
 def fails_once_per_lineage(context: OpExecutionContext, value: int) -> None:
     """Fails the first time it runs in a lineage (a root run and its retries)."""
