@@ -204,6 +204,27 @@ def test_jobs_sent_while_slurmctld_is_down_are_submitted_once_it_is_back(
     assert [len(found[r.name]) for r in requests] == [1, 1, 1]
 
 
+def test_hundreds_of_jobs_are_submitted_in_two_commands_and_polled_in_one(
+    client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
+) -> None:
+    # A fan-out's leaves, each a job of its own; held, they never start (the submission would
+    # compete with its own jobs for the lab's cores).
+    requests = [
+        dataclasses.replace(request(remote_dir, unique("hundreds"), hold=True), files={"job.sh": b"#!/bin/bash\n"})
+        for _ in range(250)
+    ]
+    jobs = client.submit_all(requests)
+    try:
+        assert all(isinstance(job, SubmittedJob) for job in jobs) and len({job.job_id for job in jobs}) == 250
+        assert len(recorder.commands) == 2  # SUBMIT_BATCH jobs per command
+        recorder.commands.clear()
+        states = client.poll(jobs)
+        assert len(states) == 250 and {info.state.value for info in states.values()} == {"PENDING"}
+        assert recorder.count("squeue") == 1
+    finally:
+        client.cancel([job.job_id for job in jobs if isinstance(job, SubmittedJob)])
+
+
 def test_thousands_of_names_are_looked_up_in_a_few_calls_under_the_argument_limit(
     client: SlurmClient, recorder: lab.RecordingTransport, remote_dir: str
 ) -> None:
