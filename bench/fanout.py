@@ -11,7 +11,9 @@ Prints the wall time of
   b. N raw sbatch jobs of `python -c 'import dagster'`;
   c. the job under Dagster's multiprocess executor, no Slurm;
   d. the job under slurm_executor;
-  p. the job under slurm_executor with packed steps (`pack: {cpus: 2}`), and its steps per second;
+  p. the job under slurm_executor with packed steps (`pack: {cpus: 2}`), and its steps per second,
+     the CPU it spends per step on the compute node and in the run worker, and the most steps per
+     second this machine's cores could run at that cost;
 and their ratios; e. the seconds to submit N held jobs (which never start) with raw sbatch and
 through the executor's submission path; for d, how long the leaves (ready together) took to submit, the CPU per step
 against b's (sacct's TotalCPU) and c's (c's whole process tree, per step), the run worker's
@@ -166,16 +168,28 @@ def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2] if values else float("nan")
 
 
+def print_packed_cpu(steps: int, run_id: str, worker_cpu: float) -> None:
+    """The CPU a packed run spends per step, on the compute node (its jobs' TotalCPU, the packs'
+    forked steps included) and in the run worker (relay, submission, Dagster's executor), and so
+    the most steps per second this machine's cores could run, were they given to nothing else."""
+    jobs, cpu = accounting(f"dagster-{run_id}-")
+    node, worker = sum(cpu) / steps, worker_cpu / steps
+    cores = os.cpu_count() or 1
+    print(f"p: Slurm jobs                           {sum(jobs.values()):8d}")
+    print(f"p: CPU per step, jobs (sacct)           {node:8.3f} s")
+    print(f"p: CPU per step, run worker             {worker:8.3f} s")
+    print(f"p: at most, on {cores} cores               {cores / (node + worker):8.1f} steps/s")
+
+
 def packed_only(steps: int, code: Path, python: str) -> None:
     a, _ = raw_sbatch(python, "pass", steps)
     with tempfile.TemporaryDirectory() as home, instance_for_test(temp_dir=home) as instance:
-        p, _, run_id, _ = run_in_a_worker(instance, code, "fanout_packed")
+        p, _, run_id, worker_cpu = run_in_a_worker(instance, code, "fanout_packed")
     time.sleep(15)
-    per_step, _ = accounting(f"dagster-{run_id}-")
     print(f"steps                                   {steps}")
     print(f"a. raw sbatch, python -c pass           {a:8.1f} s")
     print(f"p. slurm_executor, packed               {p:8.1f} s   p/a {p / a:.2f}   {steps / p:.1f} steps/s")
-    print(f"p: Slurm jobs                           {sum(per_step.values()):8d}")
+    print_packed_cpu(steps, run_id, worker_cpu)
 
 
 def main() -> None:
@@ -204,13 +218,12 @@ def main() -> None:
             d, peak_kib, run_id, d_worker_cpu = run_in_a_worker(instance, code, "fanout")
             rpcs, logins = rpcs_of(user) - rpcs, ssh_logins() - logins
             submitted = submission_seconds(instance, run_id)
-            p, _, p_run_id, _ = run_in_a_worker(instance, code, "fanout_packed")
+            p, _, p_run_id, p_worker_cpu = run_in_a_worker(instance, code, "fanout_packed")
     finally:
         shutil.rmtree(code_dir)
     time.sleep(15)  # the last jobs reach accounting
     per_step, d_cpu = accounting(f"dagster-{run_id}-")
     _, b_cpu = accounting(b_name)
-    p_jobs, _ = accounting(f"dagster-{p_run_id}-")
     print(f"steps                                   {steps}")
     print(f"a. raw sbatch, python -c pass           {a:8.1f} s")
     print(f"b. raw sbatch, python -c 'import dagster' {b:6.1f} s")
@@ -218,7 +231,7 @@ def main() -> None:
     print(f"d. slurm_executor                       {d:8.1f} s")
     print(f"d/a  d/b  d/c                           {d / a:8.2f} {d / b:5.2f} {d / c:5.2f}")
     print(f"p. slurm_executor, packed               {p:8.1f} s   p/a {p / a:.2f}   {steps / p:.1f} steps/s")
-    print(f"p: Slurm jobs                           {sum(p_jobs.values()):8d}")
+    print_packed_cpu(steps, p_run_id, p_worker_cpu)
     print(f"d: {steps - 1} leaves submitted, after the root {submitted:6.1f} s")
     print(
         f"d: CPU per step (median TotalCPU)       {median(d_cpu):8.2f} s   against b's {median(b_cpu):.2f} s: "
