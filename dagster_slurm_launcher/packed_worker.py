@@ -2,19 +2,20 @@
 
 Run by a pack's batch script as ``python -u -m dagster_slurm_launcher.packed_worker PACK_FOLDER``.
 ``PACK_FOLDER/pack.json`` (written by the executor) names the steps' folders, how many steps run
-at once, and each step's memory and time. Starting Python and Dagster, and loading the code location,
-cost more than a small step: this process does them once, then forks one child per step from
-that warm state (as Dagster's forkserver does). A child is the one-step worker
-(:mod:`.worker`) with its own folder: its journal, stdout and stderr.
+at once, and each step's memory and time. Starting Python and Dagster, and loading the code
+location, cost more than a small step: this process does them once, then forks one child per
+step from that warm state (as Dagster's forkserver does). A child is the one-step worker
+(:mod:`.worker`) with its own folder (its journal, stdout and stderr) and a process group of its
+own: what a step starts and leaves running ends with it, as it would with a job of its own.
 
 A step that ends without recording its outcome (a crash, a signal, more memory than its share,
-longer than its time) gets an ``END`` line naming why, so the executor fails that step alone, at once. On SIGTERM or
-SIGUSR1 (the time limit, ``scancel``, ``--signal=B:USR1@...``) no step starts any more, and each
-step not started gets ``END - - unstarted``: the executor submits it again (so does a step
-stopped before it journaled anything, and every step not started when this worker fails). A
-pack whose worker is killed outright leaves its unstarted steps' journals empty: the executor
-submits those again once the pack has ended (packs are never requeued). A step whose journal is
-not empty is never started here.
+longer than its time) gets an ``END`` line naming why, so the executor fails that step alone, at
+once. On SIGTERM or SIGUSR1 (the time limit, ``scancel``, ``--signal=B:USR1@...``) no step
+starts any more, and each step not started gets ``END - - unstarted``: the executor submits it
+again (so does a step stopped before it journaled anything, and every step not started when
+this worker fails). A pack whose worker is killed outright leaves its unstarted steps' journals
+empty: the executor submits those again once the pack has ended (packs are never requeued). A
+step whose journal is not empty is never started here.
 """
 
 import contextlib
@@ -75,34 +76,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         stopping = False
         while pending or running:
             # A stop that came in while steps ran or the code loaded: no step starts after it.
-            stopping = _stop_received(0) or stopping
+            stopping = _stop_received(0, running) or stopping
             while pending and not stopping and len(running) < slots:
                 step = pending.pop(0)
                 running[_start(step)] = _Child(step, time.monotonic())
-                stopping = _stop_received(0)
+                stopping = _stop_received(0, running)
             if stopping and pending:
                 for step in pending:
                     _end(step, UNSTARTED)
                 pending = []
-            stopping = _stop_received(WATCH_INTERVAL) or stopping
+            stopping = _stop_received(WATCH_INTERVAL, running) or stopping
             _reap(running, stopping)
             if memory:
                 _watch_memory(running, int(memory))
             if time_limit:
                 _watch_time(running, float(time_limit))
     finally:
-        # This worker failed: the steps it never started are the executor's to submit again.
+        # This worker failed: the steps it never started are the executor's to submit again,
+        # and those it started end with it, as they would with a job of their own.
         for step in pending:
             with contextlib.suppress(OSError):
                 _end(step, UNSTARTED)
+        for pid in running:
+            _kill(pid, signal.SIGKILL)
     return 0
 
 
-def _stop_received(timeout: float) -> bool:
-    """Wait up to ``timeout`` for a signal; whether it was one that stops the pack."""
+def _stop_received(timeout: float, running: dict[int, _Child]) -> bool:
+    """Wait up to ``timeout`` for a signal; whether it was one that stops the pack.
+
+    SIGTERM and SIGINT (the time limit, ``scancel``) are passed on to the running steps: Slurm
+    signals every process of a job it tracks by cgroup or process tree, but only the worker's
+    process group where it tracks by group (proctrack/pgid), and each step has a group of its own.
+    SIGUSR1 (``--signal=B:USR1@...``) lets the running steps finish.
+    """
     received = signal.sigtimedwait({signal.SIGCHLD, *_STOP_SIGNALS}, timeout)
     if received is not None and received.si_signo in _STOP_SIGNALS:
         print(f"received {signal.Signals(received.si_signo).name}: starting no more steps", file=sys.stderr)
+        if received.si_signo != signal.SIGUSR1:
+            for pid in running:
+                _kill(pid, signal.SIGTERM)
         return True
     return False
 
@@ -182,6 +195,9 @@ def _reap(running: dict[int, _Child], stopping: bool) -> None:
         child = running.pop(pid, None)
         if child is None:
             continue
+        # What the step started and left running ends with it, as with a job of its own (the
+        # group's id stays taken while any of its processes lives: no other process has it).
+        _kill(pid, signal.SIGKILL)
         if child.killed_for_memory:
             cause = f"memory={child.peak}"
         elif child.stopped_for_time is not None:

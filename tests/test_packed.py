@@ -77,9 +77,11 @@ def test_a_packed_steps_failure_crash_memory_or_time_fails_that_step_alone_namin
         instance, run_id, DagsterEventType.STEP_START, "overruns"
     )
     assert 15 < lasted < 40, lasted
-    # And what it started went with it.
-    pid = int((lab.shared_dir() / "markers" / f"overruns-{run_id}.pid").read_text())
-    assert not lab.process_alive(pid)
+    # What they started went with them, though it ignored SIGTERM.
+    assert "ran longer than its time limit (0:10)" in failure_message(instance, run_id, "overruns_a_child")
+    for step_key in ("overruns", "overruns_a_child"):
+        pid = int((lab.shared_dir() / "markers" / f"{step_key}-{run_id}.pid").read_text())
+        assert not lab.process_alive(pid), step_key
     # Five steps in one allocation, the two with a time of their own in another, the step
     # tagged out of packs in a job of its own.
     jobs = packs_of_run(run_id, 3)
@@ -102,6 +104,14 @@ def test_a_step_whose_memory_cannot_size_a_pack_fails_the_run_before_anything_is
     assert "step 'vague_memory' cannot be packed: sbatch option mem is 'lots'" in error, error
     assert "dagster-slurm/pack: 'false'" in error
     assert lab.slurm_jobs_of_run(result.run_id) == []
+
+
+def test_steps_whose_time_is_unlimited_are_packed_under_pack_time(code_dir: Path, instance: DagsterInstance) -> None:
+    job = ReconstructableJob.for_file(str(code_dir / "packed.py"), "unlimited_time_job")
+    result = execute_job(job, instance, raise_on_error=False)
+    assert result.success
+    assert set(events_of(instance, result.run_id, DagsterEventType.STEP_SUCCESS)) == {"fine_c", "fine_d"}
+    assert len(packs_of_run(result.run_id, 1)) == 1
 
 
 def run_started(instance: DagsterInstance):

@@ -117,8 +117,8 @@ CONFIG_SCHEMA = {
                     ),
                     "time": _opt(
                         StringSource,
-                        "sbatch --time of a pack's allocation (default: the steps' `time`). Steps it has not "
-                        "started by then are submitted again.",
+                        "sbatch --time of a pack's allocation (default: the steps' `time` times the rounds they "
+                        "run in). Steps it has not started by then are submitted again.",
                     ),
                 }
             )

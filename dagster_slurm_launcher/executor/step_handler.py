@@ -1,5 +1,6 @@
 """SlurmStepHandler: Dagster's StepHandler for Slurm. Each step is one sbatch job."""
 
+import contextlib
 import json
 import time
 import uuid
@@ -166,18 +167,20 @@ class SlurmStepHandler(StepHandler):
             # A packed step's memory and time size its pack's: they must be a size and a time
             # (checked before the first job is submitted).
             for plan_step in plan_context.execution_plan.steps:
-                if packable(plan_step.key, plan_step.tags):
-                    options = self._sbatch_options.for_step(plan_step.key, plan_step.tags)
-                    try:
-                        memory_bytes(options.get("mem"))
-                        if self._pack.time is None:
-                            time_seconds(options.get("time"))
-                    except SlurmConfigError as exc:
-                        raise SlurmConfigError(
-                            f"step {plan_step.key!r} cannot be packed: {exc}. Change it in the executor config or "
-                            "the step's dagster-slurm/sbatch tag, set the executor's pack.time, or tag the step "
-                            "dagster-slurm/pack: 'false'; nothing was submitted"
-                        ) from None
+                options = self._sbatch_options.for_step(plan_step.key, plan_step.tags)
+                if packable(plan_step.key, plan_step.tags) and not needs_own_job(options):
+                    checks = [(memory_bytes, "mem", "")]
+                    if self._pack.time is None:
+                        checks.append((time_seconds, "time", ", set the executor's pack.time"))
+                    for check, key, or_pack_time in checks:
+                        try:
+                            check(options.get(key))
+                        except SlurmConfigError as exc:
+                            raise SlurmConfigError(
+                                f"step {plan_step.key!r} cannot be packed: {exc}. Change it in the executor config "
+                                f"or the step's dagster-slurm/sbatch tag{or_pack_time}, or tag the step "
+                                "dagster-slurm/pack: 'false'; nothing was submitted"
+                            ) from None
         if run.parent_run_id is not None:
             self._earlier_adoptions = earlier_adoptions(plan_context.instance, run)
         if self._ship is not None:
@@ -395,10 +398,14 @@ class SlurmStepHandler(StepHandler):
         options["cpus-per-task"] = max(self._pack.cpus, step_cpus)
         if memory is not None:
             options["mem"] = f"{-(-memory * slots // 2**20)}M"
-        step_time = time_seconds(options.get("time"))
+        step_time = None
         if self._pack.time is not None:
+            # The steps' own limit, enforced inside the pack where it is a time (sbatch also
+            # takes UNLIMITED, which start() lets through here: pack.time sizes the pack).
+            with contextlib.suppress(SlurmConfigError):
+                step_time = time_seconds(options.get("time"))
             options["time"] = self._pack.time
-        elif step_time is not None:
+        elif (step_time := time_seconds(options.get("time"))) is not None:
             # Its steps in turn, each given its own time.
             options["time"] = format_time(step_time * -(-len(steps) // slots))
         # A requeued pack would start nothing new (its steps' journals are not empty) while its

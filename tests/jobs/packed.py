@@ -37,6 +37,16 @@ ONE_AT_A_TIME = slurm_executor.configured(
     },
     name="slurm_packed_one_at_a_time",
 )
+# sbatch takes UNLIMITED: pack.time sizes the pack, and its steps have no limit of their own.
+UNLIMITED_STEPS = slurm_executor.configured(
+    {
+        "poll_interval": 1.0,
+        "time": "UNLIMITED",
+        "env_vars": ["DAGSTER_SLURM_LAB_SHARED_DIR"],
+        "pack": {"max_steps": 20, "cpus": 2, "time": "00:05:00"},
+    },
+    name="slurm_packed_unlimited",
+)
 SLOW_SECONDS = 12
 IO = {"io_manager": FilesystemIOManager(base_dir=f"{SHARED}/io")}
 
@@ -70,7 +80,7 @@ def hogs_memory() -> None:
         time.sleep(0.05)
 
 
-# Two steps whose own time is 10 s: a pack of their own (Slurm gives it a minute, its granularity).
+# Steps whose own time is 10 s: a pack of their own (Slurm gives it a minute, its granularity).
 TEN_SECONDS = {"dagster-slurm/sbatch": {"time": "0:10"}}
 
 
@@ -80,6 +90,14 @@ def overruns(context: OpExecutionContext) -> None:
     # A process of its own, which the kill must reach too: the test looks for it by its pid.
     started = subprocess.Popen(["sleep", "300"])
     (Path(SHARED) / "markers" / f"overruns-{context.run_id}.pid").write_text(str(started.pid))
+    time.sleep(300)
+
+
+@op(tags=TEN_SECONDS)
+def overruns_a_child(context: OpExecutionContext) -> None:
+    # Leaves on SIGTERM, as a step does; what it started ignores SIGTERM and must not outlive it.
+    started = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 300"])
+    (Path(SHARED) / "markers" / f"overruns_a_child-{context.run_id}.pid").write_text(str(started.pid))
     time.sleep(300)
 
 
@@ -104,6 +122,7 @@ def packed_failures_job():
     segfaults()
     hogs_memory()
     overruns()
+    overruns_a_child()
     in_time()
     alone()
 
@@ -151,3 +170,9 @@ def vague_memory() -> None:
 @job(executor_def=PACKED)
 def vague_memory_job():
     vague_memory()
+
+
+@job(executor_def=UNLIMITED_STEPS, resource_defs=IO)
+def unlimited_time_job():
+    _fine("fine_c")()
+    _fine("fine_d")()
