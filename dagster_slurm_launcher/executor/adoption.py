@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, EventLogEntry, MetadataValue
 
@@ -38,16 +39,36 @@ class _Found:
     """The step's outcome in that journal."""
     outcome_recorded: bool
     """A run of the lineage stored the outcome that journal holds."""
-    stored: frozenset[tuple[float, str]]
-    """The step's events this run already stored (timestamp, message): not stored again."""
+    stored: "_StoredEvents"
+    """The events this run already stored, read when a step of the look-up is adopted."""
+
+
+class _StoredEvents:
+    """The events a run already stored, by step (timestamp, message): the relay does not store
+    them again. Read once, and only if a step is adopted (a retry of a long chain looks up a
+    step each pass)."""
+
+    def __init__(self, instance: DagsterInstance, run_id: str) -> None:
+        self._instance = instance
+        self._run_id = run_id
+
+    @cached_property
+    def _by_step(self) -> dict[str | None, set[tuple[float, str]]]:
+        by_step: dict[str | None, set[tuple[float, str]]] = {}
+        for entry in self._instance.all_logs(self._run_id):
+            by_step.setdefault(entry.step_key, set()).add((entry.timestamp, entry.user_message))
+        return by_step
+
+    def of(self, step_key: str) -> frozenset[tuple[float, str]]:
+        return frozenset(self._by_step.get(step_key, ()))
 
 
 class Adoption:
     """Finds a step's earlier jobs and adopts the one whose outcome is still to be collected.
 
-    Steps are looked up together (one read of their claims, one ``squeue`` and one ``sacct``,
-    one read of their journals), whatever their number: a resumed or retried run of a
-    1,000-step fan-out asks about all of them at once.
+    Steps are looked up together (one read of their claims, one ``squeue`` and one ``sacct``
+    per 500 names, one read of their journals): a resumed or retried run of a 1,000-step
+    fan-out asks about all of them at once.
 
     Args:
         continues: the run continues earlier work (resumed, retried, re-executed); a first run
@@ -142,13 +163,9 @@ class Adoption:
         run, instance = context.dagster_run, context.instance
         outcomes = {key: outcome for key, journal in journals.items() if (outcome := _outcome(journal))}
         recorded = _recorded_in_lineage(instance, run, outcomes)
-        stored: dict[str, set[tuple[float, str]]] = {}
-        if journals:  # even empty ones: a caching filesystem may not show what was relayed yet
-            for entry in instance.all_logs(run.run_id):
-                if entry.step_key in journals:
-                    stored.setdefault(entry.step_key, set()).add((entry.timestamp, entry.user_message))
+        stored = _StoredEvents(instance, run.run_id)
         return {
-            key: _Found(jobs, journals.get(key), outcomes.get(key), key in recorded, frozenset(stored.get(key, ())))
+            key: _Found(jobs, journals.get(key), outcomes.get(key), key in recorded, stored)
             for key, jobs in lineages.items()
         }
 
@@ -186,7 +203,7 @@ class Adoption:
             step_key=step_key,
             job=SubmittedJob(newest.job_id, newest.name, newest.submit_time or created(instance, root_run_id(run))),
             folder=folder,
-            already_stored=found.stored,
+            already_stored=found.stored.of(step_key),
             packed=packed,
         )
         # The relay reads the job's state and journal at its next poll; the executor's health

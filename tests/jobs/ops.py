@@ -159,19 +159,23 @@ def resumable_job():
     after_slow(slow_step())
 
 
-def _leaf(name: str, seconds: int):
+def _leaf(name: str, seconds: int, released: bool):
     @op(name=name)
-    def leaf(value: int) -> int:
+    def leaf(context: OpExecutionContext, value: int) -> int:
+        release = Path(SHARED) / "markers" / f"release-{context.run_id}"
+        while released and not release.exists():
+            time.sleep(0.2)
         time.sleep(seconds)
         return value
 
     return leaf
 
 
-# Once the run worker is killed, the quick leaves finish while no worker is alive, the slow ones
-# are still running when the run resumes, and the last step was never submitted.
-QUICK_LEAVES = [_leaf(f"quick_{i}", 1) for i in range(4)]
-SLOW_LEAVES = [_leaf(f"slow_{i}", 25) for i in range(4)]
+# The test kills the run worker while every leaf runs, then releases the quick leaves: they
+# finish while no worker is alive; the slow ones still run when the run resumes; the last step
+# was never submitted.
+QUICK_LEAVES = [_leaf(f"quick_{i}", 1, released=True) for i in range(4)]
+SLOW_LEAVES = [_leaf(f"slow_{i}", 25, released=False) for i in range(4)]
 
 
 @op
