@@ -20,7 +20,7 @@ def step_hash(step_key: str) -> str:
 
 
 def job_name(root_run_id: str, step_key: str) -> str:
-    """``dagster-<root run id>-<16 hex digits of the step key's sha256>`` (70 ASCII bytes)."""
+    """``dagster-<root run id>-<16 hex digits of the step key's sha256>`` (61 ASCII bytes)."""
     return f"{JOB_NAME_PREFIX}-{root_run_id}-{step_hash(step_key)}"
 
 

@@ -50,7 +50,7 @@ _NOT_SUBMITTED = ("Unable to contact slurm controller (connect failure)", "Resou
 _MAYBE_SUBMITTED = tuple(m for m in _TRANSIENT if not any(m in n for n in _NOT_SUBMITTED))
 # Jobs per submit_jobs command: bounds what one command carries, and what a failed one costs.
 SUBMIT_BATCH = 200
-# Job names in one squeue/sacct --name argument: 500 of ours are 35 KB, under the kernel's
+# Job names in one squeue/sacct --name argument: 500 of ours are 31 KB, under the kernel's
 # 128 KiB limit on one argument (a resumed run looks up every step of its plan at once).
 NAMES_PER_QUERY = 500
 _OPTION_KEY = re.compile(r"[a-z][a-z0-9_-]*")
