@@ -6,7 +6,7 @@ Run on the lab cluster (after `sudo deploy/lab/up` and `deploy/lab/python-env`):
     set -a; source deploy/lab/lab.env; set +a
     /opt/dagster-slurm-lab/venv/bin/python bench/resume.py [STEPS]   # default 300
 
-Starts a fan-out of STEPS steps (bench/resume_job.py: the leaves sleep 10 s, packed, 32 at a
+Starts a fan-out of STEPS steps (bench/fanout_job.py: the leaves sleep 10 s, packed, 32 at a
 time), SIGKILLs the run worker once every leaf was submitted, and resumes the run in a new
 worker (``execute_run_iterator`` with ``resume_from_failure``, what ``dagster api resume_run``
 does). Prints how long the resumed worker took to take over every leaf's job (from its start to
@@ -80,9 +80,9 @@ def main() -> None:
     job_name = "resume_packed"
     code_dir = Path(os.environ["DAGSTER_SLURM_LAB_SHARED_DIR"]) / "code" / f"bench-{uuid.uuid4().hex[:8]}"
     code_dir.mkdir(mode=0o755)
-    code = code_dir / "resume_job.py"
-    source = Path(__file__).with_name("resume_job.py").read_text()
-    source = source.replace("\nSTEPS = 100\n", f"\nSTEPS = {steps}\n")
+    code = code_dir / "fanout_job.py"
+    source = Path(__file__).with_name("fanout_job.py").read_text()
+    source = source.replace("\nSTEPS = 100\nSLEEP = 0\n", f"\nSTEPS = {steps}\nSLEEP = 10\n")
     code.write_text(source)
     code.chmod(0o644)
     try:

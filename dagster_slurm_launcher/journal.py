@@ -17,7 +17,7 @@ skipped once good lines follow it.
 """
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dagster import DagsterEventType, EventLogEntry, deserialize_value, serialize_value
@@ -194,8 +194,13 @@ def read_records(path: str) -> list[JournalRecord]:
     return parse_records(data, final=True).records
 
 
-def has_outcome(records: Iterable[JournalRecord]) -> bool:
-    return any(r.entry.dagster_event_type in OUTCOMES for r in records)
+def last_outcome(records: Sequence[JournalRecord]) -> EventLogEntry | None:
+    """The step's outcome among ``records`` (the last, where a requeued job recorded two)."""
+    return next((r.entry for r in reversed(records) if r.entry.dagster_event_type in OUTCOMES), None)
+
+
+def has_outcome(records: Sequence[JournalRecord]) -> bool:
+    return last_outcome(records) is not None
 
 
 def holds_outcome(path: str) -> bool:

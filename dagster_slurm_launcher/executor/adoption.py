@@ -19,7 +19,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, EventLogEntry
 from dagster_slurm_launcher.dagster_internals import EngineEventData, StepHandlerContext, plan_step_keys
 from dagster_slurm_launcher.executor.lineage import lineage_run_ids, root_run_id
 from dagster_slurm_launcher.executor.relay import Relay, TrackedStep
-from dagster_slurm_launcher.journal import JOURNAL_FILE, OUTCOMES, ParsedJournal, parse_records
+from dagster_slurm_launcher.journal import JOURNAL_FILE, ParsedJournal, last_outcome, parse_records
 from dagster_slurm_launcher.naming import claims_folder, is_packed_step_folder, job_name, lineage_folder, pack_job_name
 from dagster_slurm_launcher.packed_worker import UNSTARTED
 from dagster_slurm_launcher.run_events import SLURM_JOB_ID, SUBMITTED_BY_RUN
@@ -161,7 +161,7 @@ class Adoption:
         lineages = self.lineage_jobs(context, sorted(step_keys))
         journals = self._journals({key: jobs[0] for key, jobs in lineages.items() if jobs})
         run, instance = context.dagster_run, context.instance
-        outcomes = {key: outcome for key, journal in journals.items() if (outcome := _outcome(journal))}
+        outcomes = {key: outcome for key, journal in journals.items() if (outcome := last_outcome(journal.records))}
         recorded = _recorded_in_lineage(instance, run, outcomes)
         stored = _StoredEvents(instance, run.run_id)
         return {
@@ -257,10 +257,6 @@ class Adoption:
             if waiting:
                 time.sleep(self._relay.timing.poll_interval)
         return journals
-
-
-def _outcome(journal: ParsedJournal) -> EventLogEntry | None:
-    return next((r.entry for r in reversed(journal.records) if r.entry.dagster_event_type in OUTCOMES), None)
 
 
 def in_flight_steps(instance: DagsterInstance, run: DagsterRun) -> set[str]:
